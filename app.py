@@ -1,0 +1,42 @@
+"""Black-box saliency explorer: the frame (navigation + shared sidebar). Pages live in pages/."""
+from pathlib import Path
+
+import streamlit as st
+
+from ui.state import describe_device, get_engine
+
+ROOT = Path(__file__).resolve().parent
+
+st.set_page_config(page_title="Black-box saliency explorer", page_icon="🔍", layout="wide")
+
+# (file, title, icon, section). A page file that is not there yet is skipped.
+PAGES = [
+    ("pages/explore.py", "Explore", "🔍", "Explain"),
+    ("pages/compare.py", "Compare", "⚖️", "Explain"),
+    ("pages/audio.py", "Audio", "🔊", "Explain"),
+    ("pages/lab.py", "Convergence lab", "📈", "Learn"),
+    ("pages/study_designer.py", "Study designer", "🧪", "Human studies"),
+    ("pages/study_results.py", "Study results", "📊", "Human studies"),
+    ("pages/study_participant.py", "Participate", "🙋", "Human studies"),
+    ("pages/home.py", "Models and cache", "🧰", "About"),
+]
+
+
+def build_navigation():
+    participant_link = "study" in st.query_params
+    shown = [(f, t, i, sec) for f, t, i, sec in PAGES if (ROOT / f).exists()
+             and (not participant_link or f == "pages/study_participant.py")]  # a study link shows only the study
+    sections: dict[str, list] = {}
+    for n, (file, title, icon, section) in enumerate(shown):
+        sections.setdefault(section, []).append(st.Page(file, title=title, icon=icon, default=n == 0))
+    return st.navigation(sections, position="hidden" if participant_link else "sidebar"), participant_link
+
+
+nav, participant_link = build_navigation()
+if not participant_link:
+    with st.sidebar:
+        st.caption(f"**Device:** {describe_device()}")
+        info = get_engine().cache_info()
+        st.caption(f"**Cache:** {info['memory_results']} results in memory, {info['disk_results']} on disk "
+                   f"({info['disk_bytes'] / 1e6:.1f} MB); {info['running']} running")
+nav.run()

@@ -1,0 +1,85 @@
+"""Sobol attribution: total-order Sobol indices of grid masks from a quasi-Monte Carlo design.
+
+Fel, Cadène, Chalvidal, Cord, Vigouroux, Serre. "Look at the Variance! Efficient Black-box Explanations with
+Sobol-based Sensitivity Analysis", NeurIPS 2021 (research/algorithms.md section 5).
+
+Masks are continuous values on an s x s grid, drawn from an unscrambled Sobol' sequence of dimension 2d
+(A = first d columns, B = last d). Design n evaluates A_n and the d "radial" masks C_{i,n} (A_n with cell i
+taken from B_n), so the Jansen estimator
+
+    ST_i = sum_n (f(A_n) - f(C_{i,n}))^2 / (2 N Var(f(A)))
+
+can be read after any n >= 2 designs. B's own outputs are never used by Jansen, so they are not queried:
+queries = nb_design * (grid_size^2 + 1).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .base import Explainer, Param, Step
+from .masks import blend, make_baseline, upsample
+from .registry import register_explainer
+
+
+@register_explainer
+class Sobol(Explainer):
+    name = "sobol"
+    title = "Sobol attribution"
+    paper = "Fel et al., NeurIPS 2021"
+    params = (
+        Param("grid_size", "int", 8, 2, 16, help="Cells per side of the mask grid (d = grid_size^2 inputs).",
+              unit="cells", cpu_default=6),
+        Param("nb_design", "int", 32, 2, 1024, power_of_two=True,
+              help="Quasi-Monte Carlo designs N (a power of two); queries = N x (grid_size^2 + 1).",
+              cpu_default=16),
+        Param("perturbation", "choice", "inpaint", choices=("inpaint", "blur"),
+              help="What a masked-out cell becomes: zeros in the model's input space (inpaint) or a blur."),
+        Param("scramble", "bool", False, help="Owen-scrambled Sobol' sequence (randomised by the seed)."),
+    )
+
+    def query_budget(self, input_shape) -> int:
+        return self.nb_design * (self.grid_size ** 2 + 1)
+
+    def designs(self, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """A (N, d) and B (N, d), on ``device``."""
+        d = self.grid_size ** 2
+        eng = torch.quasirandom.SobolEngine(2 * d, scramble=self.scramble, seed=self.seed if self.scramble else None)
+        pts = eng.draw(self.nb_design, dtype=torch.float32).to(device)
+        return pts[:, :d], pts[:, d:]
+
+    def _iterate(self, bb, x, target):
+        s, d, n_total = self.grid_size, self.grid_size ** 2, self.nb_design
+        h, w = x.shape[-2:]
+        dev = x.device
+        A, B = self.designs(dev)
+        baseline = make_baseline(x, "zero" if self.perturbation == "inpaint" else "blur")
+        eye = torch.eye(d, dtype=torch.bool, device=dev)
+        y_a = torch.empty(n_total, device=dev)
+        sq_diff = torch.zeros(d, device=dev)
+        per_step = max(1, (bb.batch_size * 4) // (d + 1))   # designs per forward call: a few model batches
+        done = 0
+
+        def readout():
+            n = done
+            if n < 2:
+                st = torch.zeros(d, device=dev)
+            else:
+                var = y_a[:n].var(unbiased=True)
+                st = sq_diff / (2 * n * (var + 1e-12))
+            grid = st.view(1, 1, s, s)
+            sal = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
+            return sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0}, {"grid": st.view(s, s)}
+
+        while done < n_total:
+            k = min(per_step, n_total - done)
+            a, b = A[done:done + k], B[done:done + k]                      # (k, d)
+            # rows per design: A_n, then C_{1,n} .. C_{d,n}
+            c = torch.where(eye.unsqueeze(0), b.unsqueeze(1), a.unsqueeze(1))  # (k, d, d)
+            masks = torch.cat([a.unsqueeze(1), c], dim=1).reshape(k * (d + 1), 1, s, s)
+            batch = blend(x, baseline, upsample(masks, (h, w), "nearest"))
+            y = bb(batch)[:, target].view(k, d + 1)
+            y_a[done:done + k] = y[:, 0]
+            sq_diff += ((y[:, :1] - y[:, 1:]) ** 2).sum(0)
+            done += k
+            yield Step(queries=done * (d + 1), progress=done / n_total, readout=readout)

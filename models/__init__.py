@@ -1,0 +1,15 @@
+"""Models the explainers can only query. No streamlit import here (the web app is one client of many)."""
+from .base import BlackBox, QueryBudgetExceeded, device_name, pick_device
+from .images import DecodedImage, ImageDecodeError, ImageTransform, decode_image
+from .registry import ModelInfo, list_models, load_model, model_info, register_model
+from . import zoo  # noqa: F401  registers the bundled image models
+from .loaders import ModelLoadError, load_torchscript, load_torchvision
+
+try:  # the bundled audio model registers itself when its module is present
+    from . import audio  # noqa: F401
+except ImportError:  # pragma: no cover - only while the audio model is being built
+    pass
+
+__all__ = ["BlackBox", "QueryBudgetExceeded", "device_name", "pick_device", "DecodedImage", "ImageDecodeError",
+           "ImageTransform", "decode_image", "ModelInfo", "list_models", "load_model", "model_info",
+           "register_model", "ModelLoadError", "load_torchscript", "load_torchvision"]
