@@ -2,6 +2,7 @@
 architecture by name (weights from the torch hub cache, downloaded where the network allows)."""
 from __future__ import annotations
 
+import hashlib
 import io
 from pathlib import Path
 from typing import Sequence
@@ -11,6 +12,12 @@ import torch
 from .base import BlackBox
 from .images import ImageTransform
 from .zoo import imagenet_labels
+
+
+def _last_line(e: Exception) -> str:
+    """TorchScript errors put the cause on their last line, after a traceback of the scripted code."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return (lines[-1] if lines else type(e).__name__)[:300]
 
 
 class ModelLoadError(RuntimeError):
@@ -24,8 +31,8 @@ def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], lab
     """A TorchScript model saved with ``torch.jit.save``; checked with one forward pass of the declared shape."""
     device_t = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
-        buf = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else str(source)
-        module = torch.jit.load(buf, map_location=device_t)
+        raw = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
+        module = torch.jit.load(io.BytesIO(raw), map_location=device_t)
     except Exception as e:  # torch raises RuntimeError/ValueError/zipfile errors for non-TorchScript files
         raise ModelLoadError(f"Not a TorchScript model ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
                              "Save it with torch.jit.save(torch.jit.script(model), 'model.pt').") from None
@@ -37,7 +44,7 @@ def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], lab
             out = module(torch.zeros(1, *input_shape, device=device_t))
     except Exception as e:
         raise ModelLoadError(f"The model failed on an input of shape (1, {', '.join(map(str, input_shape))}): "
-                             f"{str(e).splitlines()[0][:300]}. Check the declared input size.") from None
+                             f"{_last_line(e)}. Check the declared input size.") from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2:
         raise ModelLoadError(f"The model must return a (N, K) tensor of scores; it returned "
                              f"{getattr(out, 'shape', type(out).__name__)}.")
@@ -53,7 +60,9 @@ def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], lab
     else:
         to_display = None
     return BlackBox(module, labels=list(labels) if labels else [f"class {i}" for i in range(k)],
-                    input_shape=input_shape, name=name or "torchscript", outputs=outputs, score_mode=score_mode,
+                    input_shape=input_shape,
+                    # the file's hash names the model, so cached results of two different uploads never mix
+                    name=name or f"torchscript-{hashlib.sha256(raw).hexdigest()[:12]}", outputs=outputs, score_mode=score_mode,
                     device=device_t, preprocess=preprocess, to_display=to_display, modality=modality,
                     channels_last=False)
 
