@@ -1,0 +1,156 @@
+"""DE-CAM-style saliency: differential evolution searches for the mask that keeps the decision.
+
+Karatsiolis and Kamilaris, "A Model-Agnostic Approach for Generating Saliency Maps to Explain Inferred
+Decisions of Deep Learning Models", VISAPP 2023 (arXiv 2209.08906). The paper's encoding and fitness were not
+retrievable and no code exists; this follows the reconstruction of research/algorithms.md section 3:
+
+- genome: a real-valued mask m in [0,1]^D, one gene per cell of a ``grid_size`` x ``grid_size`` grid
+  (bilinear upsampling) or per superpixel (SLIC / quickshift, hard edges);
+- decoding: x_m = x * m + (1 - m) * x0, with x0 a blur, zeros of the input space, or the mean colour;
+- fitness (maximised): f_c(x_m) - lam * mean(m) [- mu * f_c(x_(1-m)), the optional deletion term];
+- DE/rand/1/bin (Storn and Price 1997): v = m_r1 + F (m_r2 - m_r3), binomial crossover with rate CR and
+  one forced gene, clip to [0,1], greedy selection (a trial replaces its parent if it is at least as fit);
+- map: the best individual, or the fitness-weighted mean of the final population, lightly smoothed.
+
+Queries: population x (generations + 1), doubled with the deletion term (x_m and x_(1-m) per individual).
+That is the exact count when ``patience`` is 0 (the default, early stop off); with ``patience`` > 0 it is
+the maximum, and each Estimate's ``queries`` says how many were used.
+"""
+from __future__ import annotations
+
+import torch
+
+from .base import Explainer, Param, Step
+from .masks import blend, gaussian_blur, make_baseline, normalise, upsample
+from .registry import register_explainer
+from .segments import paint, segment
+
+
+@register_explainer
+class DECAM(Explainer):
+    name = "decam"
+    title = "DE-CAM (differential evolution)"
+    paper = "Karatsiolis and Kamilaris, VISAPP 2023 (arXiv 2209.08906); DE-CAM-style reconstruction"
+    params = (
+        Param("grid_size", "int", 10, 2, 32, unit="cells", cpu_default=7,
+              help="Cells per side of the mask grid; the genome has grid_size^2 genes (grid genome only)."),
+        Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
+              help="How grid genes become a pixel mask: smooth (bilinear) or sharp cells (nearest)."),
+        Param("population", "int", 40, 4, 512, cpu_default=24,
+              help="Individuals per generation (NP); one generation is one batch of NP queries."),
+        Param("generations", "int", 100, 1, 2000, cpu_default=80,
+              help="DE generations G; queries = NP x (G + 1) (x2 with the deletion term)."),
+        Param("F", "float", 0.6, 0.0, 2.0, step=0.05, label="F (differential weight)",
+              help="Mutation scale: v = m_r1 + F (m_r2 - m_r3)."),
+        Param("CR", "float", 0.8, 0.0, 1.0, step=0.05, label="CR (crossover rate)",
+              help="Probability that a gene comes from the mutant (one gene always does)."),
+        Param("lam", "float", 0.3, 0.0, 5.0, step=0.05, label="lambda (area weight)",
+              help="Fitness = score of the kept input - lambda x mean mask area: larger gives smaller masks."),
+        Param("deletion_weight", "float", 0.0, 0.0, 5.0, step=0.05, label="mu (deletion term)",
+              help="If > 0, fitness also subtracts mu x the score of the removed part (doubles the queries)."),
+        Param("baseline", "choice", "blur", choices=("blur", "zero", "mean"),
+              help="What a masked-out pixel becomes: a Gaussian blur of the input, zeros of the model's "
+                   "input space (the dataset-mean colour), or the input's own mean colour."),
+        Param("genome", "choice", "grid", choices=("grid", "slic", "quickshift"),
+              help="One gene per grid cell, or per superpixel (scikit-image SLIC / quickshift)."),
+        Param("n_segments", "int", 60, 4, 400, unit="segments",
+              help="Approximate number of superpixels (superpixel genomes only)."),
+        Param("map_from", "choice", "best", choices=("best", "population_mean"), label="map",
+              help="The best individual, or the fitness-weighted mean of the final population."),
+        Param("smooth", "float", 1.0, 0.0, 10.0, step=0.5, unit="px at 224",
+              help="Gaussian smoothing of the map (sigma in pixels for a 224-pixel side, scaled with size)."),
+        Param("patience", "int", 0, 0, 1000, unit="generations",
+              help="Stop after this many generations without improvement of the best fitness (0 = off)."),
+    )
+
+    def _check(self) -> None:
+        if self.population < 4:
+            raise ValueError("decam: population must be at least 4 (DE/rand/1 needs three other individuals)")
+
+    @property
+    def _queries_per_individual(self) -> int:
+        return 2 if self.deletion_weight > 0 else 1
+
+    def query_budget(self, input_shape) -> int:
+        """Maximum (exact when patience is 0): population x (generations + 1), x2 with the deletion term."""
+        return self.population * (self.generations + 1) * self._queries_per_individual
+
+    # --------------------------------------------------------------------------------- decoding
+    def _decoder(self, x: torch.Tensor, modality: str):
+        h, w = x.shape[-2:]
+        if self.genome == "grid":
+            g = self.grid_size
+            return g * g, (lambda genes: upsample(genes.view(-1, 1, g, g), (h, w), self.upsampling))
+        method = self.genome if modality == "image" else "grid"   # spectrograms: time-frequency patches
+        labels = segment(x, method, self.n_segments, modality)
+        k = int(labels.max()) + 1
+        return k, (lambda genes: paint(genes, labels).unsqueeze(1))
+
+    def _map(self, masks: torch.Tensor) -> torch.Tensor:
+        """(H, W) map from one decoded mask (1, 1, H, W): smoothed, in [0, 1]."""
+        sigma = self.smooth * max(masks.shape[-2:]) / 224.0
+        m = gaussian_blur(masks[0], sigma)[0] if sigma > 0 else masks[0, 0]
+        return normalise(m)
+
+    # --------------------------------------------------------------------------------- search
+    def _iterate(self, bb, x, target):
+        dev = x.device
+        gen = self.generator(dev)
+        n, per = self.population, self._queries_per_individual
+        dim, decode = self._decoder(x, getattr(bb, "modality", "image"))
+        baseline = make_baseline(x, self.baseline)
+
+        def fitness(genes: torch.Tensor) -> torch.Tensor:
+            masks = decode(genes)                                      # (N, 1, H, W)
+            kept = blend(x, baseline, masks)
+            if per == 2:
+                removed = blend(x, baseline, 1.0 - masks)
+                scores = bb(torch.cat([kept, removed]))[:, target]
+                keep, drop = scores[:n], scores[n:]
+            else:
+                keep, drop = bb(kept)[:, target], 0.0
+            return keep - self.lam * masks.mean(dim=(1, 2, 3)) - self.deletion_weight * drop
+
+        pop = torch.rand(n, dim, generator=gen, device=dev)
+        fit = fitness(pop)
+        queries, budget = n * per, self.query_budget(x.shape)
+        best_fit, stall = float(fit.max()), 0
+        state = {"generation": 0}
+
+        def readout():
+            if self.map_from == "best":
+                genes = pop[fit.argmax()].unsqueeze(0)
+            else:  # fitness-weighted mean: weights shifted so the worst individual counts zero
+                wts = fit - fit.min()
+                wts = wts / wts.sum() if float(wts.sum()) > 0 else torch.full_like(fit, 1.0 / n)
+                genes = (wts[:, None] * pop).sum(0, keepdim=True)
+            metrics = {"best_fitness": float(fit.max()), "mean_fitness": float(fit.mean()),
+                       "diversity": float(pop.std(0).mean())}
+            extras = {"generation": state["generation"], "genes": genes[0].detach().cpu(),
+                      "best_mask_area": float(pop[fit.argmax()].mean())}
+            return self._map(decode(genes)), metrics, extras
+
+        yield Step(queries=queries, progress=queries / budget, readout=readout)
+        rows = torch.arange(n, device=dev)
+        for g in range(1, self.generations + 1):
+            # r1, r2, r3: distinct and different from i (the three smallest random keys, self excluded)
+            keys = torch.rand(n, n, generator=gen, device=dev)
+            keys[rows, rows] = 2.0
+            r = keys.argsort(dim=1)[:, :3]
+            mutant = pop[r[:, 0]] + self.F * (pop[r[:, 1]] - pop[r[:, 2]])
+            cross = torch.rand(n, dim, generator=gen, device=dev) < self.CR
+            j_rand = torch.randint(dim, (n,), generator=gen, device=dev)
+            cross[rows, j_rand] = True
+            trial = torch.where(cross, mutant, pop).clamp_(0.0, 1.0)
+            trial_fit = fitness(trial)
+            better = trial_fit >= fit
+            pop = torch.where(better[:, None], trial, pop)
+            fit = torch.where(better, trial_fit, fit)
+            queries += n * per
+            state["generation"] = g
+            now_best = float(fit.max())
+            stall = 0 if now_best > best_fit + 1e-6 else stall + 1
+            best_fit = max(best_fit, now_best)
+            yield Step(queries=queries, progress=queries / budget, readout=readout)
+            if self.patience and stall >= self.patience:
+                break
