@@ -1,0 +1,80 @@
+"""RISE: randomized input sampling for explanation.
+
+Petsiuk, Das, Saenko. "RISE: Randomized Input Sampling for Explanation of Black-box Models", BMVC 2018
+(research/algorithms.md section 6).
+
+N binary s x s grids with P(cell kept) = p1, bilinearly upsampled to (s+1) * cell and cropped to H x W at a
+random offset in [0, cell) per axis (smooth masks, shifted by less than a cell). The map is the Monte Carlo
+estimate of E[f_c(x . M) M] / p1:
+
+    S = sum_k f_c(x . M_k + x0 . (1 - M_k)) M_k / (N p1)
+
+kept as a running sum and read out as S * N / n after n masks, so every prefix is an unbiased estimate.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from .base import Explainer, Param, Step
+from .masks import BASELINES, blend, make_baseline
+from .registry import register_explainer
+
+
+@register_explainer
+class Rise(Explainer):
+    name = "rise"
+    title = "RISE"
+    paper = "Petsiuk et al., BMVC 2018"
+    modalities = ("image", "audio")
+    params = (
+        Param("n_masks", "int", 4000, 2, 50_000, log=True, cpu_default=2000, unit="queries",
+              help="Random masks N (one query each)."),
+        Param("grid_size", "int", 7, 2, 32, unit="cells", help="Cells per side of the random binary grid."),
+        Param("p1", "float", 0.5, 0.05, 0.95, help="Probability that a grid cell keeps the input."),
+        Param("baseline", "choice", "zero", choices=BASELINES,
+              help="What masked pixels become: zeros of the input space (the mean colour for models "
+                   "normalised with the dataset mean), a blur of the input, or its mean colour."),
+    )
+
+    def query_budget(self, input_shape) -> int:
+        return self.n_masks
+
+    def masks(self, k: int, h: int, w: int, gen: torch.Generator, device) -> torch.Tensor:
+        """(k, 1, H, W) smooth random masks in [0, 1], made on ``device``."""
+        s = self.grid_size
+        ch, cw = math.ceil(h / s), math.ceil(w / s)
+        grid = (torch.rand(k, 1, s, s, generator=gen, device=device) < self.p1).float()
+        up = F.interpolate(grid, size=((s + 1) * ch, (s + 1) * cw), mode="bilinear", align_corners=False)
+        dy = torch.randint(0, ch, (k,), generator=gen, device=device)
+        dx = torch.randint(0, cw, (k,), generator=gen, device=device)
+        # per-mask crop as one gather: rows dy..dy+h, cols dx..dx+w
+        rows = (dy[:, None] + torch.arange(h, device=device)[None, :])          # (k, h)
+        cols = (dx[:, None] + torch.arange(w, device=device)[None, :])          # (k, w)
+        up = up[:, 0]
+        out = up.gather(1, rows[:, :, None].expand(k, h, up.shape[2]))           # (k, h, W')
+        out = out.gather(2, cols[:, None, :].expand(k, h, w))                    # (k, h, w)
+        return out.unsqueeze(1)
+
+    def _iterate(self, bb, x, target):
+        n_total = self.n_masks
+        h, w = x.shape[-2:]
+        dev = x.device
+        gen = self.generator(dev)
+        baseline = make_baseline(x, self.baseline)
+        s_sum = torch.zeros(h, w, device=dev)
+        per_call = max(bb.batch_size * 4, 16)
+        done = 0
+
+        def readout():
+            return s_sum / (max(done, 1) * self.p1)
+
+        while done < n_total:
+            k = min(per_call, n_total - done)
+            m = self.masks(k, h, w, gen, dev)
+            y = bb(blend(x, baseline, m))[:, target]
+            s_sum += torch.einsum("k,khw->hw", y, m[:, 0])
+            done += k
+            yield Step(queries=done, progress=done / n_total, readout=readout)
