@@ -1,0 +1,128 @@
+"""One contract test over every registered explainer (xplique style): whatever a helper adds later is checked.
+
+Shape (H, W), determinism under a seed, query_budget == queries the BlackBox served, progress monotone ending
+at 1, last streamed estimate == explain(). Black-box methods run on a BlackBox around a plain callable (no
+torch module to peek into); white-box references on the module-backed tiny CNN.
+"""
+import math
+
+import pytest
+import torch
+
+from explainers import explainer_class, get_explainer, list_explainers
+from models import BlackBox, load_model
+
+# Small but meaningful budgets; methods not listed get their defaults shrunk within their declared ranges.
+TINY = {
+    "sobol": dict(grid_size=3, nb_design=8),
+    "lr": dict(n_samples=64),
+    "rise": dict(n_masks=48, grid_size=4),
+    "occlusion": dict(patch=8, stride=8),
+    "dax": dict(n_samples=24, epochs=1, segmentation="grid", n_segments=9, batch_size=24),
+}
+# Extra configurations of the core methods that take other code paths.
+VARIANTS = [
+    ("lr", dict(n_samples=65, block_size=8, noise_resolution=16)),          # odd budget: one unpaired draw
+    ("lr", dict(n_samples=40, antithetic=False, control_variate=False, readout="grad_x_input")),
+    ("lr", dict(n_samples=90, block_size=5, orthogonal=False)),             # edge blocks cropped
+    ("occlusion", dict(patch=10, stride=7, baseline="constant", value=0.5)),
+    ("rise", dict(n_masks=20, grid_size=5, baseline="blur", p1=0.3)),
+    ("sobol", dict(grid_size=2, nb_design=4, perturbation="blur", scramble=True)),
+]
+
+
+def tiny_params(name: str) -> dict:
+    """TINY's entries (those the method still declares) over its CPU defaults shrunk within their ranges."""
+    cls = explainer_class(name)
+    declared = {p.name for p in cls.params}
+    if name in TINY and set(TINY[name]) <= declared:
+        return dict(TINY[name])
+    out = {}
+    for p in cls.params:
+        v = p.default_for("cpu")
+        if p.kind == "int" and not isinstance(v, bool) and v > 8:
+            v = max(int(p.low) if p.low is not None else 1, 8)
+        out[p.name] = v
+    out.update({k: v for k, v in TINY.get(name, {}).items() if k in declared})
+    try:
+        cls(seed=0, **out)
+    except ValueError:  # a cross-parameter check refused the shrunk values: keep the declared defaults
+        out = cls.defaults("cpu")
+    return out
+
+
+def callable_box(tiny: BlackBox) -> BlackBox:
+    """The tiny CNN seen only through a callable: what a closed API offers."""
+    net = tiny.module
+    return BlackBox(lambda b: net(b), labels=tiny.labels, input_shape=tiny.input_shape, name="tiny_callable",
+                    outputs="logits", score_mode="logit")
+
+
+@pytest.fixture(scope="module")
+def tiny_mod():
+    return load_model("tiny_cnn", device="cpu", score_mode="logit")
+
+
+@pytest.fixture(scope="module")
+def x32():
+    g = torch.Generator().manual_seed(1)
+    return torch.rand(3, 32, 32, generator=g) * 2 - 1
+
+
+CASES = [(n, None) for n in list_explainers()] + [(n, kw) for n, kw in VARIANTS if n in list_explainers()]
+
+
+@pytest.mark.parametrize("name,params", CASES, ids=[n if kw is None else f"{n}-{i}" for i, (n, kw) in enumerate(CASES)])
+def test_contract(name, params, tiny_mod, x32):
+    cls = explainer_class(name)
+    if "image" not in cls.modalities:
+        pytest.skip(f"{name} does not take images")
+    params = tiny_params(name) if params is None else params
+    bb = tiny_mod if cls.white_box else callable_box(tiny_mod)
+    target = 3
+    e = get_explainer(name, seed=7, **params)
+    budget = e.query_budget(x32.shape)
+    assert isinstance(budget, int) and budget > 0
+
+    view = bb.view()
+    ests = list(e.stream(view, x32, target, min_interval=0))
+    assert view.queries == budget, f"{name}: query_budget {budget} but the BlackBox served {view.queries}"
+    assert ests[-1].queries == budget and ests[-1].done
+    progress = [est.progress for est in ests]
+    assert all(b >= a for a, b in zip(progress, progress[1:])), progress
+    assert progress[-1] == 1.0 and all(0 <= p <= 1 for p in progress)
+    queries = [est.queries for est in ests]
+    assert all(b >= a for a, b in zip(queries, queries[1:]))
+    for est in ests:
+        assert est.saliency.shape == (32, 32) and est.saliency.dtype == torch.float32
+        assert torch.isfinite(est.saliency).all()
+        assert all(isinstance(v, float) and math.isfinite(v) or v != v for v in est.metrics.values())
+
+    # the same seed gives the same map, and explain() is the last streamed estimate
+    v2 = bb.view()
+    again = get_explainer(name, seed=7, **params).explain(v2, x32, target)
+    assert v2.queries == budget
+    torch.testing.assert_close(again, ests[-1].saliency, rtol=1e-5, atol=1e-6)
+    assert ests[-1].saliency.abs().sum() > 0, f"{name} returned an all-zero map"
+
+    # explaining the top class costs exactly one more query
+    v3 = bb.view()
+    get_explainer(name, seed=7, **params).explain(v3, x32)
+    assert v3.queries == budget + 1
+
+
+@pytest.mark.parametrize("name", list_explainers(white_box=True))
+def test_white_box_needs_a_module(name, tiny_mod, x32):
+    with pytest.raises(ValueError, match="white-box"):
+        get_explainer(name, **tiny_params(name)).explain(callable_box(tiny_mod), x32, 0)
+
+
+def test_declared_params_are_valid():
+    for name in list_explainers():
+        cls = explainer_class(name)
+        assert cls.title and cls.paper, f"{name} must say what it is and cite its paper"
+        for p in cls.params:
+            for dev in ("cpu", "cuda"):
+                p.validate(p.default_for(dev), name)   # every default lies in its own range
+        cls(seed=0, **cls.defaults("cpu"))
+        cls(seed=0, **cls.defaults("cuda"))
