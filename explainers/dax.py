@@ -1,0 +1,222 @@
+"""DAX: distillation-aided explainability (a mask network and a student network trained on perturbed queries).
+
+Bhattacharya, Poorjam, Mittal, Ganapathy, "Explaining deep learning models for speech and images with
+DAX", IEEE JSTSP 2024 (arXiv 2409.11123; code iiscleap/DAX), research/algorithms.md section 4.
+
+1. Perturbations, LIME-style: the input is cut into segments (scikit-image superpixels for images,
+   time-frequency rectangles for (1, F, T) spectrograms); ``n_samples`` binary vectors keep each segment with
+   probability ``keep_prob``, sample 0 is the clean input; a switched-off segment takes its own mean value
+   (over the channels too, so image segments turn grey). The black box scores each sample (the only queries).
+2. Sample weights: the LIME kernel sqrt(exp(-d^2 / 0.25^2)), d = cosine distance to the all-ones vector.
+3. A mask network M (small conv net, 16 x 16 output like the reference) and a student network S (an MLP)
+   see the samples at a 64 x 64 internal resolution, standardised with the clean input's mean and scale. The loss
+   of section 4 is  L = mean(w (S(x.m) - y)^2) - mean(w (S(x.(1-m)) - y)^2)  (+ sparsity x mean(m)): the
+   masked-in input must reproduce the target, the masked-out complement must not.
+4. Readout: the mask of the clean input after each epoch, bilinearly upsampled and min-max normalised.
+
+Deviations from the reference code, each to keep the mask meaningful with few samples and no global RNG:
+the mask ends in a sigmoid with an optional L1 sparsity weight (the reference min-max normalises over the
+batch, making masks batch-dependent); M gets two coordinate channels (CoordConv) so it can place a mask by
+position as well as by content; the student learns the black box on the perturbed samples (distillation) and
+the masked-in term, but is not itself pushed to err on the complement (that lets it tell the two apart and
+cheat); Adam instead of SGD; no HSV augmentation or dropout. Targets are min-max scaled over the samples so
+any score space works. Weights are initialised and batches shuffled from the method's seeded generator.
+
+Queries: exactly ``n_samples`` (training is local).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .base import Explainer, Param, Step
+from .masks import normalise
+from .registry import register_explainer
+from .segments import paint, segment, segment_means
+
+RES = 64          # internal resolution of both networks
+MASK_RES = 16     # mask cells per side (the reference's 128 / MaxPool 8)
+
+
+def _seeded_init(module: nn.Module, gen: torch.Generator) -> None:
+    """LeCun-uniform weights (variance 1/fan_in) and zero biases drawn from ``gen`` (never the global RNG:
+    jobs run in threads)."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                fan_in = m.weight[0].numel()
+                bound = math.sqrt(3.0 / fan_in)
+                m.weight.copy_((torch.rand(m.weight.shape, generator=gen, device=m.weight.device) * 2 - 1) * bound)
+                if m.bias is not None:
+                    m.bias.zero_()
+
+
+class MaskNet(nn.Module):
+    """(N, C, 64, 64) -> (N, 1, 16, 16) masks in (0, 1). Runs at 32 x 32 with coordinate channels."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(channels + 2, 16, 5, padding=2), nn.LeakyReLU(0.1),
+            nn.Conv2d(16, 16, 3, padding=1), nn.LeakyReLU(0.1),
+            nn.Conv2d(16, 1, 3, padding=1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.avg_pool2d(x, RES // 32)
+        n, _, h, w = x.shape
+        yy = torch.linspace(-1, 1, h, device=x.device).view(1, 1, h, 1).expand(n, 1, h, w)
+        xx = torch.linspace(-1, 1, w, device=x.device).view(1, 1, 1, w).expand(n, 1, h, w)
+        logits = self.body(torch.cat([x, yy, xx], 1))
+        return torch.sigmoid(F.avg_pool2d(logits, 32 // MASK_RES))
+
+
+class Student(nn.Module):
+    """(N, C, 64, 64) -> (N,): distils the black box's target score (scaled to [0, 1]).
+
+    A linear output (no sigmoid): a saturated sigmoid stops all gradients, which Adam reaches in a few steps
+    on a wide first layer. The input is average-pooled to 32 x 32 to keep that layer small.
+    """
+
+    def __init__(self, channels: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.AvgPool2d(2), nn.Flatten(), nn.Linear(channels * (RES // 2) ** 2, hidden),
+                                 nn.LeakyReLU(0.1), nn.Linear(hidden, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)[:, 0]
+
+
+def lime_weights(z: torch.Tensor, width: float = 0.25) -> torch.Tensor:
+    """LIME kernel sqrt(exp(-d^2/width^2)), d = cosine distance of each binary row of ``z`` to all-ones."""
+    k = z.shape[1]
+    cos = z.sum(1) / (z.sum(1).sqrt().clamp_min(1e-12) * math.sqrt(k))
+    d = 1.0 - cos
+    return torch.exp(-(d ** 2) / (width ** 2)).sqrt()
+
+
+@register_explainer
+class DAX(Explainer):
+    name = "dax"
+    title = "DAX (distillation-aided explainability)"
+    paper = "Bhattacharya et al., IEEE JSTSP 2024 (arXiv 2409.11123)"
+    modalities = ("image", "audio")
+    params = (
+        Param("n_samples", "int", 3000, 16, 50_000, log=True, cpu_default=1000, unit="queries",
+              help="LIME-style perturbed samples (the clean input is sample 0); one query each."),
+        Param("epochs", "int", 20, 1, 200, cpu_default=15, help="Training epochs of the mask and student networks."),
+        Param("lr", "float", 1e-3, 1e-5, 1e-1, log=True, label="learning rate", help="Adam learning rate."),
+        Param("segmentation", "choice", "slic", choices=("slic", "quickshift", "grid"),
+              help="How images are cut into segments (audio always uses time-frequency rectangles)."),
+        Param("n_segments", "int", 50, 4, 400, unit="segments",
+              help="Segmentation granularity: approximate number of superpixels / rectangles."),
+        Param("keep_prob", "float", 0.5, 0.05, 0.95, help="Probability that a sample keeps each segment."),
+        Param("sparsity", "float", 0.05, 0.0, 2.0, step=0.01,
+              help="L1 weight on the mask area (0 in the reference code, which min-max normalises instead)."),
+        Param("batch_size", "int", 32, 4, 512, help="Training batch size."),
+    )
+
+    def _check(self) -> None:
+        if self.n_samples < 2:
+            raise ValueError("dax: n_samples must be at least 2")
+
+    def query_budget(self, input_shape) -> int:
+        return self.n_samples
+
+    def _iterate(self, bb, x, target):
+        dev = x.device
+        gen = self.generator(dev)
+        modality = getattr(bb, "modality", "image")
+        h, w = x.shape[-2:]
+        labels = segment(x, self.segmentation, self.n_segments, modality)
+        k = int(labels.max()) + 1
+        fill = segment_means(x, labels, grey=True)
+        n = self.n_samples
+        budget = n
+
+        # ---- 1. perturbation samples and their black-box scores (streamed)
+        z = (torch.rand(n, k, generator=gen, device=dev) < self.keep_prob).float()
+        z[0] = 1.0
+        y = torch.empty(n, device=dev)
+        small = torch.empty(n, x.shape[0], RES, RES, device=dev)
+        chunk = max(1, bb.batch_size * 4)
+        done = 0
+
+        def interim():  # per segment: mean score with the segment on minus off (cheap, like a LIME readout)
+            zz, yy = z[:done], y[:done]
+            on = (zz * yy[:, None]).sum(0) / zz.sum(0).clamp_min(1)
+            off = ((1 - zz) * yy[:, None]).sum(0) / (1 - zz).sum(0).clamp_min(1)
+            return normalise(paint(on - off, labels)), {}, {"phase": "sampling", "segments": k}
+
+        while done < n:
+            m = min(chunk, n - done)
+            keep = paint(z[done:done + m], labels).unsqueeze(1)                 # (m, 1, H, W)
+            batch = torch.lerp(fill.unsqueeze(0), x.unsqueeze(0), keep)
+            y[done:done + m] = bb(batch)[:, target].float()
+            small[done:done + m] = F.interpolate(batch, size=(RES, RES), mode="bilinear", align_corners=False,
+                                                 antialias=True)
+            done += m
+            yield Step(queries=done, progress=0.5 * done / n, readout=interim)
+
+        # ---- 2. targets scaled to [0, 1], LIME weights, inputs standardised with the clean input's mean and scale
+        lo, hi = y.min(), y.max()
+        y01 = (y - lo) / (hi - lo) if float(hi - lo) > 0 else torch.zeros_like(y)
+        wts = lime_weights(z)
+        wts = wts / wts.mean()
+        mean = small[0].mean(dim=(1, 2), keepdim=True)        # the clean input's mean colour becomes 0
+        std = small[0].std().clamp_min(1e-6)                   # one scale for all channels (a flat channel
+        inputs = (small - mean) / std                          # must not blow up)
+
+        # ---- 3. the two networks, trained jointly
+        mask_net, student = MaskNet(x.shape[0]).to(dev), Student(x.shape[0]).to(dev)
+        _seeded_init(mask_net, gen)
+        _seeded_init(student, gen)
+        opt_m = torch.optim.Adam(mask_net.parameters(), lr=self.lr)
+        opt_s = torch.optim.Adam(student.parameters(), lr=self.lr)
+        state = {"loss": float("nan"), "distill": float("nan"), "epoch": 0, "mask": None}
+
+        def clean_mask():
+            with torch.no_grad():
+                m16 = mask_net(inputs[:1])
+            up = F.interpolate(m16, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            return normalise(up), m16[0, 0]
+
+        def readout():
+            sal, m16 = state["mask"]
+            return sal, {"loss": state["loss"], "distill_loss": state["distill"]}, \
+                {"phase": "training", "epoch": state["epoch"], "mask16": m16.cpu(),
+                 "mask_mean": float(m16.mean()), "segments": k}
+
+        bs = self.batch_size
+        with torch.enable_grad():
+            for epoch in range(1, self.epochs + 1):
+                order = torch.randperm(n, generator=gen, device=dev)
+                tot, tot_d, cnt = 0.0, 0.0, 0
+                for i in range(0, n, bs):
+                    idx = order[i:i + bs]
+                    xb, yb, wb = inputs[idx], y01[idx], wts[idx]
+                    m = F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
+                    # student: distil the black box on the samples, and fit the masked-in input
+                    distill = (wb * (student(xb) - yb) ** 2).mean()
+                    fit_in = (wb * (student(xb * m.detach()) - yb) ** 2).mean()
+                    opt_s.zero_grad(set_to_none=True)
+                    (distill + fit_in).backward()
+                    opt_s.step()
+                    # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
+                    keep_in = (wb * (student(xb * m) - yb) ** 2).mean()
+                    keep_out = (wb * (student(xb * (1 - m)) - yb) ** 2).mean()
+                    loss = keep_in - keep_out + self.sparsity * m.mean()
+                    opt_m.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt_m.step()
+                    tot += float(loss.detach()) * len(idx)
+                    tot_d += float(distill.detach()) * len(idx)
+                    cnt += len(idx)
+                state.update(loss=tot / cnt, distill=tot_d / cnt, epoch=epoch)
+                mask_net.eval()
+                state["mask"] = clean_mask()
+                mask_net.train()
+                yield Step(queries=n, progress=0.5 + 0.5 * epoch / self.epochs, readout=readout)

@@ -1,0 +1,117 @@
+"""DAX: concentrates on the region an analytic black box depends on (image and spectrogram), determinism,
+exact budget, streaming (sampling progress, then one mask per epoch with its loss)."""
+import pytest
+import torch
+
+from explainers import get_explainer
+from explainers.dax import lime_weights
+from models import BlackBox
+
+H = 64
+REGION = (slice(16, 40), slice(32, 56))
+
+
+def region_box(x, region=REGION, modality="image"):
+    """Score of class 0 depends only on the pixels of ``region`` (how close they are to the original)."""
+    ref = x[:, region[0], region[1]].clone()
+
+    def fn(b):
+        d = ((b[:, :, region[0], region[1]] - ref) ** 2).mean(dim=(1, 2, 3))
+        s = torch.exp(-d / 0.05)
+        return torch.stack([s, 1 - s], 1)
+
+    return BlackBox(fn, labels=["region intact", "other"], input_shape=tuple(x.shape), modality=modality)
+
+
+def picture():
+    """Smooth background and one distinct square (the region): superpixels can follow it."""
+    yy, xx = torch.meshgrid(torch.linspace(-1, 1, H), torch.linspace(-1, 1, H), indexing="ij")
+    x = torch.stack([0.3 * xx, 0.3 * yy, 0.2 * xx * yy])
+    x[0, REGION[0], REGION[1]] = 0.9
+    x[1, REGION[0], REGION[1]] = -0.8
+    return x
+
+
+def concentrated(sal, region):
+    inside = float(sal[region[0], region[1]].sum() / sal.sum())
+    share = (region[0].stop - region[0].start) * (region[1].stop - region[1].start) / sal.numel()
+    flat = int(sal.flatten().argmax())
+    r, c = divmod(flat, sal.shape[1])
+    in_region = region[0].start <= r < region[0].stop and region[1].start <= c < region[1].stop
+    return inside, share, in_region
+
+
+def test_image_mask_concentrates_on_the_region():
+    x = picture()
+    bb = region_box(x)
+    sal = get_explainer("dax", seed=0, n_samples=500, epochs=20).explain(bb, x, 0)
+    inside, share, peak = concentrated(sal, REGION)
+    assert sal.shape == (H, H)
+    assert peak
+    assert inside >= 0.5 > 3 * share            # region is 14 % of the image, at least half the mass
+
+
+def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
+    x = torch.rand(1, 32, 48, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    region = (slice(8, 16), slice(24, 40))
+    bb = region_box(x, region, modality="audio")
+    sal = get_explainer("dax", seed=0, n_samples=400, epochs=20, n_segments=24).explain(bb, x, 0)
+    inside, share, peak = concentrated(sal, region)
+    assert sal.shape == (32, 48)
+    assert peak and inside >= 0.4 > 3 * share
+
+
+def test_same_seed_same_map_other_seed_other_map():
+    x = picture()
+    bb = region_box(x)
+    kw = dict(n_samples=64, epochs=2)
+    a = get_explainer("dax", seed=1, **kw).explain(bb, x, 0)
+    b = get_explainer("dax", seed=1, **kw).explain(bb, x, 0)
+    c = get_explainer("dax", seed=2, **kw).explain(bb, x, 0)
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("n", [16, 70])
+def test_budget_is_exact(n):
+    x = picture()
+    bb = region_box(x)
+    e = get_explainer("dax", seed=0, n_samples=n, epochs=1)
+    last = list(e.stream(bb, x, 0))[-1]
+    assert e.query_budget(x.shape) == n == bb.queries == last.queries
+
+
+def test_streams_sampling_progress_then_one_mask_per_epoch():
+    x = picture()
+    bb = region_box(x)
+    bb.batch_size = 8                                # 4 x 8 = 32 samples per sampling step
+    e = get_explainer("dax", seed=0, n_samples=96, epochs=3)
+    ests = list(e.stream(bb, x, 0, min_interval=0))
+    sampling = [s for s in ests if s.extras["phase"] == "sampling"]
+    training = [s for s in ests[:-1] if s.extras["phase"] == "training"]
+    assert [s.queries for s in sampling] == [32, 64, 96]
+    assert [s.extras["epoch"] for s in training] == [1, 2, 3]
+    assert all("loss" in s.metrics for s in training)
+    progress = [s.progress for s in ests]
+    assert progress == sorted(progress) and ests[-1].done and progress[-1] == 1.0
+
+
+def test_lime_weights_favour_samples_near_the_clean_input():
+    z = torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0], [1, 0, 0, 0], [0, 0, 0, 0]], dtype=torch.float)
+    w = lime_weights(z)
+    assert float(w[0]) == pytest.approx(1.0)
+    assert w[0] > w[1] > w[2] > w[3] >= 0
+
+
+def test_bad_parameters_are_named():
+    with pytest.raises(ValueError, match="n_samples"):
+        get_explainer("dax", n_samples=1)
+    with pytest.raises(ValueError, match="segmentation"):
+        get_explainer("dax", segmentation="watershed")
+
+
+def test_runs_on_the_bundled_model(effnet, cat_x):
+    bb = effnet.view()
+    sal = get_explainer("dax", seed=0, n_samples=32, epochs=1).explain(bb, cat_x, 285)
+    assert sal.shape == (224, 224) and torch.isfinite(sal).all()
+    assert bb.queries == 32
