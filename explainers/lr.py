@@ -161,7 +161,7 @@ class LR(Explainer):
             for f in range(done // n_blocks // group, (done + k - 1) // n_blocks // group + 1):
                 sel = (t // group) == f
                 eps[sel] = frame(f)[blocks[sel], t[sel] % group]
-            z = place(eps, blocks).mul_(sigma)
+            z = place(eps, blocks) * sigma                               # not in place: eps may be a view
             n_pairs = max(0, min(k, n_pairs_total - done))               # pairs come first, then singles
             if n_pairs:
                 batch = torch.cat([x + z[:n_pairs], x - z[:n_pairs], x + z[n_pairs:]])
