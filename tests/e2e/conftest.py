@@ -1,0 +1,97 @@
+"""Browser tests: the real app under `streamlit run`, driven by Playwright with Debian's Chromium.
+
+Never `playwright install`: the browser is /usr/bin/chromium (`make system-deps` installs it).
+"""
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = "/usr/bin/chromium"
+STARTUP_TIMEOUT_S = 90
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test under tests/e2e is an `e2e` test (`-m "not e2e"` skips the browser)."""
+    here = Path(__file__).resolve().parent
+    for item in items:
+        if here in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            return r.status == 200 and r.read().strip() == b"ok"
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """Start `streamlit run app.py` on a free port with a private cache and study DB; yield its URL."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run `make system-deps` (apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("e2e-app")
+    port = _free_port()
+    env = dict(os.environ,
+               SALIENCY_CACHE_DIR=str(tmp / "cache"),
+               STUDY_DB_URL=f"sqlite:///{tmp / 'study.db'}",
+               STUDY_ADMIN_PASSWORD="test-admin")
+    python = ROOT / ".venv" / "bin" / "python"
+    cmd = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
+           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
+    log = open(tmp / "streamlit.log", "wb")
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + STARTUP_TIMEOUT_S
+        while not _healthy(url):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError(f"streamlit did not start (rc={proc.poll()}):\n"
+                                   + (tmp / "streamlit.log").read_text(errors="replace")[-3000:])
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """pytest-playwright's launch options plus the system Chromium and quiet flags (no network side traffic)."""
+    return {**browser_type_launch_args,
+            "executable_path": CHROMIUM,
+            "args": ["--disable-gpu", "--disable-background-networking", "--disable-component-update",
+                     "--disable-sync", "--no-first-run", "--disable-quic"]}
+
+
+def wait_for_app(page, timeout: float = 60_000):
+    """Wait until the Streamlit script run has finished (the app is idle)."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           state="attached", timeout=timeout)
+
+
+@pytest.fixture(name="wait_for_app")
+def _wait_for_app_fixture():
+    """The `wait_for_app` helper as a fixture (conftest modules are not importable by name)."""
+    return wait_for_app
