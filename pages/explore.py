@@ -1,0 +1,160 @@
+"""Explore: one image, one model, one method; watch the saliency map converge live (issue 3).
+
+Thin page: inputs (ui.inputs), model (ui.model_picker), parameter widgets from the method's declarations
+(ui.params), the job runs in the shared engine's thread (ui.jobs) and is drawn with ui.plots.
+"""
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+import streamlit as st
+
+from explainers import get_explainer, list_explainers
+from explainers.registry import explainer_class
+from ui.inputs import image_input
+from ui.jobs import (current_job, draw_progress, fmt_seconds, live_view, query_cost, start_job, stop_job)
+from ui.model_picker import pick_model
+from ui.params import param_widgets, reset_params
+from ui.plots import (COLORMAPS, convergence_figure, heatmap_figure, metric_names, metrics_figure, npy_bytes,
+                      overlay_png)
+
+P = "explore."          # widget key prefix
+SLOT = "explore"        # job slot in session_state
+SCORE_MODES = {"prob": "probability", "logit": "logit", "logprob": "log-probability"}
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def top_predictions(model_id: str, input_id: str, _bb, _x, k: int = 5) -> list[tuple[int, str, float]]:
+    return _bb.predict(_x, k)
+
+
+def method_label(name: str) -> str:
+    cls = explainer_class(name)
+    return f"{cls.title or name}" + ("  (white-box reference)" if cls.white_box else "")
+
+
+st.title("🔍 Explore")
+st.caption("Explain an image classifier by querying it only: pick an image, a model and a method, "
+           "then watch the saliency map converge.")
+
+left, right = st.columns([2, 3], gap="large")
+with left:
+    st.subheader("Image")
+    inp = image_input(P)
+    st.subheader("Model")
+    bb = pick_model(P)
+
+if inp is None or bb is None:
+    st.stop()
+
+try:
+    x = bb.preprocess(inp.image)
+    display = bb.to_display(x)
+    preds = top_predictions(bb.id, inp.input_id, bb, x)
+except Exception as e:  # a user model that rejects the image: say so, keep the page
+    right.error(f"The model could not classify this image ({type(e).__name__}: {e}).")
+    st.stop()
+
+with left:
+    st.subheader("Target and method")
+    labels = bb.labels or [str(i) for i in range(bb.num_classes or 0)]
+    top1 = preds[0][0] if preds else 0
+    target = st.selectbox("Class to explain (type to search)", range(len(labels)), index=top1,
+                          format_func=lambda i: f"{labels[i]}  ·  {i}",
+                          key=f"{P}target.{bb.id}.{inp.input_id}",
+                          help="Defaults to the model's top-1 class for this image.")
+    methods = [m for m in list_explainers(modality="image")
+               if bb.is_white_box or not explainer_class(m).white_box]
+    method = st.selectbox("Method", methods, index=methods.index("sobol") if "sobol" in methods else 0,
+                          format_func=method_label, key=f"{P}method")
+    cls = explainer_class(method)
+    if cls.paper:
+        st.caption(f"{cls.title} — {cls.paper}")
+    with st.expander("Parameters", expanded=True):
+        params = param_widgets(cls, bb.device, key_prefix=P)
+        st.button("Reset to this device's defaults", on_click=reset_params, args=(cls, P), key=f"{P}reset")
+    c1, c2 = st.columns(2)
+    score_mode = "prob"
+    if bb.outputs != "scores":
+        score_mode = c1.selectbox("Score explained", list(SCORE_MODES), format_func=SCORE_MODES.get,
+                                  key=f"{P}score_mode", help="The output the method perturbs and reads.")
+    seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}seed"))
+
+    run_bb = bb.view(score_mode=score_mode) if bb.outputs != "scores" else bb
+    try:
+        budget = get_explainer(method, seed=seed, **params).query_budget(tuple(x.shape))
+        params_error = None
+    except (ValueError, TypeError) as e:
+        budget, params_error = None, str(e)
+    if params_error:
+        st.error(params_error)
+    else:
+        cost = query_cost(bb)
+        expected = f" · expected ≈ {fmt_seconds(budget * cost)} on {bb.device.type.upper()} " \
+                   f"({cost * 1e3:.1f} ms per query, measured here)" if math.isfinite(cost) else ""
+        st.markdown(f"**Query budget:** {budget:,} queries{expected}")
+
+    context = (inp.input_id, run_bb.id)
+    job = current_job(SLOT, context)
+    running = job is not None and not job.snapshot().finished
+    b1, b2 = st.columns(2)
+    if b1.button("▶ Run", type="primary", disabled=params_error is not None or running, key=f"{P}run",
+                 width="stretch"):
+        try:
+            job = start_job(SLOT, run_bb, x, method, params, target=int(target), seed=seed,
+                            input_id=inp.input_id, context=context)
+            st.rerun()  # redraw the page as running (Stop enabled, polling on)
+        except (ValueError, TypeError) as e:
+            st.error(str(e))
+    if b2.button("■ Stop", disabled=not running, key=f"{P}stop", width="stretch"):
+        stop_job(SLOT)
+
+with right:
+    o1, o2 = st.columns(2)
+    opacity = o1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{P}opacity")
+    colormap = o2.selectbox("Colour map", COLORMAPS, key=f"{P}colormap")
+
+    def draw(snap) -> None:
+        draw_progress(snap)
+        label = labels[snap.target] if snap.target is not None and snap.target < len(labels) else snap.target
+        if snap.from_cache:
+            took = snap.extras.get("original_elapsed")
+            st.success("Served from cache: this exact request was computed before"
+                       + (f" (it took {fmt_seconds(took)})." if took else "."))
+        if snap.error:
+            (st.warning if snap.status == "stopped" else st.error)(snap.error)
+        st.plotly_chart(heatmap_figure(display, snap.saliency, opacity=opacity, colormap=colormap,
+                                       title=f"{method_label(snap.method)} · {label}"),
+                        width="stretch", config={"displaylogo": False})
+        if snap.first_estimate_s is not None and not snap.from_cache:
+            st.caption(f"First estimate after {fmt_seconds(snap.first_estimate_s)}.")
+        if len(snap.history) > 1:
+            names = metric_names(snap.history)
+            charts = st.columns(2 if names else 1)
+            charts[0].plotly_chart(convergence_figure(snap.history), width="stretch")
+            if names:
+                charts[1].plotly_chart(metrics_figure(snap.history, names), width="stretch")
+        if snap.finished and snap.saliency is not None:
+            record = {**snap.record(), "target_label": label, "input": {"name": inp.name, "sha256": inp.input_id},
+                      "first_estimate_s": snap.first_estimate_s}
+            stem = f"{snap.method}-{snap.key[:8]}"
+            d1, d2, d3 = st.columns(3)
+            d1.download_button("Overlay PNG", overlay_png(display, snap.saliency, opacity=opacity,
+                                                          colormap=colormap),
+                               f"{stem}.png", "image/png", on_click="ignore", key=f"{P}dl_png")
+            d2.download_button("Raw map (.npy)", npy_bytes(snap.saliency), f"{stem}.npy",
+                               "application/octet-stream", on_click="ignore", key=f"{P}dl_npy")
+            d3.download_button("Run record (JSON)", json.dumps(record, indent=2, default=str), f"{stem}.json",
+                               "application/json", on_click="ignore", key=f"{P}dl_json")
+
+    if job is not None:
+        live_view(job, draw)
+    else:
+        st.plotly_chart(heatmap_figure(display, None, title=f"{inp.name} as {bb.name} sees it"), width="stretch")
+        st.caption("Press Run to compute a saliency map; estimates appear as they arrive.")
+    st.markdown("**Top-5 predictions**")
+    st.dataframe(pd.DataFrame([(lab, i, p) for i, lab, p in preds], columns=["class", "index", "probability"]),
+                 hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
+                     "probability", min_value=0.0, max_value=1.0, format="%.3f")})

@@ -1,0 +1,116 @@
+"""Start, poll and stop engine jobs from a page (reused by Explore, Compare and Audio).
+
+``st.session_state`` holds only job ids (never tensors); the engine's worker threads do the work, so one
+session's run never blocks another's page. ``live_view`` draws the latest snapshot in an
+``st.fragment(run_every=...)`` and stops polling when the job is done (a full rerun registers the fragment
+again with ``run_every=None``, the pattern of Streamlit's start-and-stop-fragment-auto-reruns tutorial).
+"""
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import streamlit as st
+import torch
+
+from explainers.engine import Job, JobSnapshot
+from models import BlackBox
+from ui.state import get_engine
+
+POLL_S = 0.5
+
+
+def _slot_key(slot: str) -> str:
+    return f"job:{slot}"
+
+
+def start_job(slot: str, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any], *,
+              target: int | None, seed: int, input_id: str | None, context: Any = None) -> Job:
+    """Submit to the shared engine (a cached result comes back finished at once). Bad params raise here."""
+    job = get_engine().submit(bb, x, method, params, target=target, seed=seed, input_id=input_id)
+    st.session_state[_slot_key(slot)] = {"id": job.id, "context": context}
+    return job
+
+
+def current_job(slot: str, context: Any = None) -> Job | None:
+    """The slot's job, if it was started for this ``context`` (input, model ...); else None."""
+    entry = st.session_state.get(_slot_key(slot))
+    if not entry or entry.get("context") != context:
+        return None
+    return get_engine().get(entry["id"])
+
+
+def stop_job(slot: str) -> None:
+    entry = st.session_state.get(_slot_key(slot))
+    job = get_engine().get(entry["id"]) if entry else None
+    if job is not None:
+        job.cancel()
+
+
+def clear_job(slot: str) -> None:
+    st.session_state.pop(_slot_key(slot), None)
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None:
+        return "…"
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
+def progress_text(snap: JobSnapshot) -> str:
+    text = f"{snap.queries:,} / {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
+    if not snap.finished:
+        text += f" · ETA {fmt_seconds(snap.eta)}"
+    return text + f" · {snap.status}"
+
+
+def draw_progress(snap: JobSnapshot) -> None:
+    st.progress(min(1.0, max(0.0, snap.progress)), text=progress_text(snap))
+
+
+def live_view(job: Job, draw: Callable[[JobSnapshot], None], interval: float = POLL_S) -> None:
+    """Draw ``job``'s latest snapshot now and every ``interval`` s while it runs; stop polling when finished."""
+    polling = not job.snapshot().finished
+
+    @st.fragment(run_every=interval if polling else None)
+    def _view() -> None:
+        snap = job.snapshot()
+        draw(snap)
+        if polling and snap.finished:
+            st.rerun()  # whole app: the fragment comes back without run_every, downloads appear
+
+    _view()
+
+
+def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:
+    """Block briefly for the first estimate, so the page's first draw after Run already shows a map."""
+    deadline = time.monotonic() + timeout
+    snap = job.snapshot()
+    while snap.saliency is None and not snap.finished and time.monotonic() < deadline:
+        time.sleep(0.05)
+        snap = job.snapshot()
+    return snap
+
+
+@st.cache_resource(show_spinner="Measuring this device's cost per query…")
+def _query_cost(model_id: str, device: str, _bb: BlackBox) -> float:
+    bb = _bb.view()
+    shape = bb.input_shape
+    if shape is None:
+        return float("nan")
+    n = bb.batch_size
+    x = torch.zeros(n, *shape)
+    bb(x)  # warm-up (first call allocates)
+    t0 = time.perf_counter()
+    bb(x)
+    return (time.perf_counter() - t0) / n
+
+
+def query_cost(bb: BlackBox) -> float:
+    """Seconds per query of ``bb`` on its device: one forward batch timed once per model and device, cached."""
+    try:
+        return _query_cost(bb.id, str(bb.device), bb)
+    except Exception:  # a remote or broken model: no estimate rather than no page
+        return float("nan")

@@ -1,0 +1,75 @@
+"""Model chooser: a registered model, an uploaded TorchScript file, or a remote HTTP endpoint.
+
+Loaded models are process-wide (``st.cache_resource``): every session shares one copy, and each job queries
+it through its own ``bb.view()`` counter.
+"""
+from __future__ import annotations
+
+import hashlib
+import inspect
+
+import streamlit as st
+
+from models import BlackBox, ModelLoadError, list_models, load_torchscript, model_info
+from ui.state import current_device, get_model
+
+SOURCES = ("Bundled model", "TorchScript file", "Remote endpoint (HTTP)")
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the TorchScript model…")
+def _torchscript(sha: str, _raw: bytes, shape: tuple[int, int, int], labels: tuple[str, ...] | None,
+                 outputs: str, device: str) -> BlackBox:
+    return load_torchscript(_raw, shape, list(labels) if labels else None, outputs=outputs, device=device)
+
+
+def _torchscript_form(key_prefix: str) -> BlackBox | None:
+    up = st.file_uploader("TorchScript model (torch.jit.save)", type=["pt", "pth", "ts", "zip"],
+                          key=f"{key_prefix}ts_file")
+    c, h, w = st.columns(3)
+    shape = (int(c.number_input("channels", 1, 16, 3, key=f"{key_prefix}ts_c")),
+             int(h.number_input("height", 8, 2048, 224, key=f"{key_prefix}ts_h")),
+             int(w.number_input("width", 8, 2048, 224, key=f"{key_prefix}ts_w")))
+    outputs = st.selectbox("The model returns", ["logits", "probs", "scores"], key=f"{key_prefix}ts_outputs")
+    labels_text = st.text_area("Class labels, one per line (optional)", key=f"{key_prefix}ts_labels", height=100)
+    labels = tuple(ln.strip() for ln in labels_text.splitlines() if ln.strip()) or None
+    if up is None:
+        st.caption("Inputs are resized to the declared size and normalised with ImageNet mean and std.")
+        return None
+    raw = up.getvalue()
+    try:
+        return _torchscript(hashlib.sha256(raw).hexdigest(), raw, shape, labels, outputs, str(current_device()))
+    except ModelLoadError as e:
+        st.error(f"**{up.name}**: {e}")
+    except Exception as e:  # keep the page alive whatever torch raises
+        st.error(f"**{up.name}** could not be loaded ({type(e).__name__}: {e}).")
+    return None
+
+
+def _remote_form(key_prefix: str) -> BlackBox | None:
+    try:
+        from ui.remote import remote_endpoint_form
+    except ImportError:
+        st.info("Remote endpoints are not available in this build yet.")
+        return None
+    takes_prefix = "key_prefix" in inspect.signature(remote_endpoint_form).parameters
+    return remote_endpoint_form(key_prefix=key_prefix) if takes_prefix else remote_endpoint_form()
+
+
+def pick_model(key_prefix: str = "explore.", modality: str = "image") -> BlackBox | None:
+    """The model chooser; returns a shared BlackBox or None (nothing usable chosen; the reason is shown)."""
+    source = st.radio("Model source", SOURCES, horizontal=True, key=f"{key_prefix}model_source")
+    if source == SOURCES[1]:
+        return _torchscript_form(key_prefix)
+    if source == SOURCES[2]:
+        return _remote_form(key_prefix)
+    names = list_models(modality=modality)
+    if not names:
+        st.error(f"No {modality} model is registered.")
+        return None
+    name = st.selectbox("Model", names, key=f"{key_prefix}model",
+                        format_func=lambda n: f"{n} — {model_info(n).description}" if model_info(n).description else n)
+    try:
+        return get_model(name, str(current_device()))
+    except Exception as e:
+        st.error(f"Model {name!r} could not be loaded ({type(e).__name__}: {e}).")
+        return None

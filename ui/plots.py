@@ -1,0 +1,116 @@
+"""Figures: the saliency overlay (Plotly, interactive), convergence and live metric curves, and an overlay PNG
+for downloads drawn with matplotlib colormaps and PIL (no kaleido / browser needed)."""
+from __future__ import annotations
+
+import io
+import math
+from typing import Iterable, Sequence
+
+import matplotlib
+import numpy as np
+import plotly.graph_objects as go
+from PIL import Image
+
+# Names shared by Plotly's colorscales and matplotlib's colormaps, so the PNG matches the screen.
+COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot")
+HISTORY_AXES = ("queries", "elapsed", "rel_change")
+
+
+def _resize_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bring a map to the background's pixel grid (maps are usually already the model's input size)."""
+    sal = np.asarray(saliency, dtype=np.float32)
+    if sal.shape == tuple(shape):
+        return sal
+    img = Image.fromarray(sal).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    return np.asarray(img, dtype=np.float32)
+
+
+def normalise(saliency: np.ndarray) -> np.ndarray:
+    """Min-max to [0, 1] (a constant map becomes zeros; NaNs become 0)."""
+    s = np.nan_to_num(np.asarray(saliency, dtype=np.float32))
+    lo, hi = float(s.min()), float(s.max())
+    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+
+
+def heatmap_figure(background: np.ndarray, saliency: np.ndarray | None, *, opacity: float = 0.5,
+                   colormap: str = "jet", title: str | None = None, height: int = 460) -> go.Figure:
+    """The map over the image (H, W, 3 uint8) or a spectrogram (F, T float, low frequencies at the bottom).
+
+    Hover shows the raw saliency value at each pixel.
+    """
+    bg = np.asarray(background)
+    fig = go.Figure()
+    spectrogram = bg.ndim == 2
+    if spectrogram:
+        fig.add_trace(go.Heatmap(z=bg, colorscale="gray", showscale=False, hoverinfo="skip"))
+    else:
+        fig.add_trace(go.Image(z=bg, hoverinfo="skip"))
+    if saliency is not None:
+        sal = _resize_map(saliency, bg.shape[:2])
+        fig.add_trace(go.Heatmap(z=sal, colorscale=colormap, opacity=opacity, zsmooth=False,
+                                 colorbar=dict(title="saliency", thickness=12),
+                                 hovertemplate="x=%{x} y=%{y}<br>saliency=%{z:.4g}<extra></extra>"))
+    fig.update_xaxes(visible=False, constrain="domain")
+    fig.update_yaxes(visible=False, scaleanchor="x", autorange=True if spectrogram else "reversed")
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title)
+    return fig
+
+
+def convergence_figure(history: Sequence[dict], height: int = 260) -> go.Figure:
+    """Relative change ||S_t - S_{t-1}|| / ||S_{t-1}|| between successive estimates, against queries (log y)."""
+    pts = [(h["queries"], h["rel_change"]) for h in history
+           if h.get("rel_change") is not None and math.isfinite(h["rel_change"]) and h["rel_change"] > 0]
+    fig = go.Figure(go.Scatter(x=[q for q, _ in pts], y=[r for _, r in pts], mode="lines+markers",
+                               hovertemplate="%{x} queries<br>relative change %{y:.3g}<extra></extra>"))
+    fig.update_layout(title="Convergence", height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      xaxis_title="queries", yaxis_title="relative change", yaxis_type="log")
+    return fig
+
+
+def metric_names(history: Iterable[dict]) -> list[str]:
+    """Scalar diagnostics a method reported (e.g. DE-CAM's best fitness), in first-seen order."""
+    names: list[str] = []
+    for h in history:
+        for k, v in h.items():
+            if k not in HISTORY_AXES and k not in names and isinstance(v, (int, float)):
+                names.append(k)
+    return names
+
+
+def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, height: int = 260) -> go.Figure:
+    """Each live metric against queries."""
+    names = list(names) if names is not None else metric_names(history)
+    fig = go.Figure()
+    for name in names:
+        pts = [(h["queries"], h[name]) for h in history if isinstance(h.get(name), (int, float))]
+        fig.add_trace(go.Scatter(x=[q for q, _ in pts], y=[v for _, v in pts], mode="lines", name=name))
+    fig.update_layout(title="Method metrics", height=height, margin=dict(l=0, r=0, t=30, b=0),
+                      xaxis_title="queries", legend=dict(orientation="h", y=-0.3))
+    return fig
+
+
+def overlay_image(background: np.ndarray, saliency: np.ndarray, *, opacity: float = 0.5,
+                  colormap: str = "jet") -> Image.Image:
+    """The overlay as a PIL image (colormapped, min-max normalised map alpha-blended over the background)."""
+    bg = np.asarray(background)
+    if bg.ndim == 2:  # spectrogram: grey levels, low frequencies at the bottom
+        bg = (normalise(bg)[::-1] * 255).astype(np.uint8)
+        bg = np.stack([bg] * 3, axis=-1)
+        saliency = np.asarray(saliency)[::-1]
+    sal = normalise(_resize_map(saliency, bg.shape[:2]))
+    rgb = matplotlib.colormaps[colormap](sal)[..., :3] * 255
+    out = (1 - opacity) * bg[..., :3].astype(np.float32) + opacity * rgb
+    return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
+
+
+def overlay_png(background: np.ndarray, saliency: np.ndarray, *, opacity: float = 0.5,
+                colormap: str = "jet") -> bytes:
+    buf = io.BytesIO()
+    overlay_image(background, saliency, opacity=opacity, colormap=colormap).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def npy_bytes(saliency: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(saliency, dtype=np.float32))
+    return buf.getvalue()
