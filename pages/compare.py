@@ -1,0 +1,234 @@
+"""Compare: 2 to 6 methods (or settings of one method) on one input and one model, side by side and scored.
+
+Thin page: the runs are engine jobs, the scores come from ``explainers.metrics``, the table and the ZIP from
+``explainers.report`` (the same code ``bench/compare_table.py`` prints), the figures from ``ui.compare_plots``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from explainers import explainer_class, list_explainers
+from explainers import metrics
+from explainers.report import Comparison, export_zip, run_from_snapshot, unique_labels
+from ui.compare_plots import correlation_figure, curves_figure, grid_figure
+from ui.inputs import image_input
+from ui.jobs import POLL_S, fmt_seconds, progress_text
+from ui.model_picker import pick_model
+from ui.params import param_widgets
+from ui.state import get_engine
+
+P = "compare."
+DEFAULT_METHODS = ("lr", "sobol", "rise", "occlusion", "decam", "dax")
+GT_MODES = ("None", "Box", "Mask image")
+
+st.title("⚖️ Compare methods")
+st.caption("Several black-box methods, or several settings of one, on the same input and model: maps side by "
+           "side, faithfulness scores (their queries are counted apart from the explanations'), one ZIP.")
+
+# ------------------------------------------------------------------------------------------------ input, model
+with st.expander("Input and model", expanded=P + "runs" not in st.session_state):
+    left, right = st.columns([3, 2])
+    with left:
+        inp = image_input(key_prefix=P)
+    with right:
+        bb = pick_model(key_prefix=P)
+if inp is None or bb is None:
+    st.stop()
+if bb.modality != "image":
+    st.error(f"{bb.name} is an audio model; the Compare page explains image models.")
+    st.stop()
+try:
+    x = bb.preprocess(inp.image)
+except Exception as e:  # a model with odd preprocessing: say so, keep the app alive
+    st.error(f"{bb.name} could not preprocess {inp.name}: {type(e).__name__}: {e}")
+    st.stop()
+h, w = x.shape[-2:]
+
+top_key = (inp.input_id, bb.id)
+if st.session_state.get(P + "top", (None,))[0] != top_key:
+    try:
+        st.session_state[P + "top"] = (top_key, bb.predict(x, 5))
+    except Exception as e:
+        st.error(f"{bb.name} failed on this input: {type(e).__name__}: {e}")
+        st.stop()
+top5 = st.session_state[P + "top"][1]
+target = st.selectbox("Class to explain", [i for i, _, _ in top5], key=P + "target",
+                      format_func=lambda i: next(f"{lab} ({i}) · p = {p:.3f}" for j, lab, p in top5 if j == i))
+
+# ------------------------------------------------------------------------------------------------ runs
+methods = list_explainers(modality="image", white_box=False) + (
+    list_explainers(modality="image", white_box=True) if bb.is_white_box else [])
+defaults = [m for m in DEFAULT_METHODS if m in methods] + [m for m in methods if m not in DEFAULT_METHODS]
+st.subheader("Methods")
+n_runs = int(st.number_input("Panels", 2, 6, min(4, max(2, len(defaults))), key=P + "n",
+                             help="2 to 6 runs. Pick the same method in several panels to compare its settings."))
+specs = []
+cols = st.columns(min(n_runs, 3))
+for i in range(n_runs):
+    with cols[i % len(cols)].container(border=True):
+        method = st.selectbox(f"Panel {i + 1}", methods, index=methods.index(defaults[i % len(defaults)]),
+                              key=f"{P}{i}.method", format_func=lambda m: explainer_class(m).title or m)
+        cls = explainer_class(method)
+        seed = int(st.number_input("seed", 0, 2**31 - 1, 0, key=f"{P}{i}.seed"))
+        with st.expander("parameters"):
+            params = param_widgets(cls, bb.device, key_prefix=f"{P}{i}.")
+        base = cls.defaults(bb.device)
+        diff = ", ".join(f"{k}={v}" for k, v in params.items() if v != base.get(k))
+        label = method + (f" ({diff})" if diff else "") + (f" seed {seed}" if seed else "")
+        try:
+            budget = cls(seed=seed, **params).query_budget(tuple(x.shape))
+            st.caption(f"{budget:,} queries · {cls.paper}")
+        except Exception as e:  # the widgets keep values in range; cross-parameter checks can still fail
+            st.error(f"{method}: {e}")
+            budget = None
+        specs.append((label, method, params, seed, budget))
+
+# ------------------------------------------------------------------------------------------------ ground truth
+st.subheader("Ground truth (optional)")
+gt_mode = st.radio("Object location, for the pointing game and IoU", GT_MODES, horizontal=True, key=P + "gt")
+mask, box = None, None
+if gt_mode == "Box":
+    c = st.columns(4)
+    box = (int(c[0].number_input("left x", 0, w - 1, w // 4, key=P + "x0")),
+           int(c[1].number_input("top y", 0, h - 1, h // 4, key=P + "y0")),
+           int(c[2].number_input("right x", 1, w, 3 * w // 4, key=P + "x1")),
+           int(c[3].number_input("bottom y", 1, h, 3 * h // 4, key=P + "y1")))
+    st.caption(f"Pixels of the model's {w} x {h} input; the box is drawn dashed on every panel.")
+    try:
+        mask = metrics.box_mask((h, w), box)
+    except ValueError as e:
+        st.error(str(e))
+        box = None
+elif gt_mode == "Mask image":
+    up = st.file_uploader("Mask (PNG; white = object), resized to the model input", type=["png", "jpg", "bmp"],
+                          key=P + "mask_file")
+    if up is not None:
+        try:
+            m = Image.open(io.BytesIO(up.getvalue())).convert("L").resize((w, h), Image.Resampling.NEAREST)
+            mask = np.asarray(m) > 127
+            if not mask.any():
+                st.error(f"{up.name}: the mask has no white pixel (object = white).")
+                mask = None
+        except Exception as e:
+            st.error(f"{up.name} could not be read as a mask ({type(e).__name__}: {e}).")
+with_mu = st.checkbox(f"µ-fidelity ({metrics.MU_SAMPLES + 1} extra queries per map)", value=True, key=P + "mu")
+
+# ------------------------------------------------------------------------------------------------ start / stop
+context = (inp.input_id, bb.id, int(target))
+state = st.session_state.get(P + "runs")
+if state is not None and state["context"] != context:
+    state = None  # another input, model or class: the old runs do not apply
+b1, b2, _ = st.columns([1, 1, 4])
+if b1.button("Run all", type="primary", key=P + "run", disabled=any(s[4] is None for s in specs)):
+    engine, runs = get_engine(), []
+    try:
+        for label, (_, method, params, seed, _) in zip(unique_labels([s[0] for s in specs]), specs):
+            job = engine.submit(bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id)
+            runs.append((label, job.id))
+        state = st.session_state[P + "runs"] = {"context": context, "runs": runs}
+    except Exception as e:
+        st.error(f"Could not start: {e}")
+if state is not None and b2.button("Stop all", key=P + "stop"):
+    for _, jid in state["runs"]:
+        job = get_engine().get(jid)
+        if job is not None:
+            job.cancel()
+if state is None:
+    st.info("Choose the methods and press **Run all**.")
+    st.stop()
+
+jobs = [(label, get_engine().get(jid)) for label, jid in state["runs"]]
+jobs = [(label, j) for label, j in jobs if j is not None]
+if not jobs:
+    st.warning("These runs are gone (the server restarted); press **Run all** again.")
+    st.stop()
+background = bb.to_display(x)
+polling = not all(j.snapshot().finished for _, j in jobs)
+
+
+# ------------------------------------------------------------------------------------------------ live panels
+@st.fragment(run_every=POLL_S if polling else None)
+def live_panels() -> None:
+    snaps = [(label, j.snapshot()) for label, j in jobs]
+    cols = st.columns(min(len(snaps), 3))
+    for i, (label, s) in enumerate(snaps):
+        with cols[i % len(cols)]:
+            st.progress(min(1.0, max(0.0, s.progress)), text=f"**{label}**: {progress_text(s)}")
+            if s.error:
+                st.error(f"{label}: {s.error}")
+    normalise = st.toggle("Normalise each map (off: one shared scale of raw values)", value=True, key=P + "norm")
+    st.plotly_chart(grid_figure(background, {label: s.saliency for label, s in snaps}, normalise=normalise,
+                                box=box), width="stretch", config={"displaylogo": False})
+    if polling and all(s.finished for _, s in snaps):
+        st.rerun()  # whole app: scores, table and export appear, and the fragment stops polling
+
+
+live_panels()
+if polling:
+    st.caption("Scores, table, curves and export appear when every run has finished.")
+    st.stop()
+
+# ------------------------------------------------------------------------------------------------ scores
+mask_sha = hashlib.sha256(np.packbits(mask).tobytes()).hexdigest()[:16] if mask is not None else None
+cache = st.session_state.setdefault(P + "scores", {})
+comp = Comparison(model=bb.id, target=int(target), target_label=bb.labels[int(target)] if bb.labels else "",
+                  input_name=inp.name, input_sha256=inp.input_id, background=background, mask=mask,
+                  device=str(bb.device))
+for label, job in jobs:
+    snap = job.snapshot()
+    if snap.saliency is None:
+        continue
+    key = (snap.key, snap.status, snap.queries, mask_sha, with_mu)
+    if key not in cache:
+        with st.spinner(f"Scoring {label}…"):
+            try:
+                cache[key] = metrics.evaluate(bb, x, int(target), snap.saliency, mask=mask, mu=with_mu,
+                                              seed=snap.seed)
+            except Exception as e:
+                st.error(f"{label}: the scores failed ({type(e).__name__}: {e})")
+                cache[key] = None
+    comp.runs.append(run_from_snapshot(label, snap, cache[key]))
+if not comp.runs:
+    st.error("No run produced a map.")
+    st.stop()
+
+st.subheader("Scores")
+df = pd.DataFrame(comp.table()).set_index("run")
+st.dataframe(df, width="stretch", column_config={
+    "queries": st.column_config.NumberColumn("queries", help="Model queries the explanation spent", format="%d"),
+    "wall_time_s": st.column_config.NumberColumn("wall time (s)", format="%.2f"),
+    "deletion_auc": st.column_config.NumberColumn("deletion AUC ↓", format="%.4f"),
+    "insertion_auc": st.column_config.NumberColumn("insertion AUC ↑", format="%.4f"),
+    "mu_fidelity": st.column_config.NumberColumn("µ-fidelity ↑", format="%.3f"),
+    "pointing_game": st.column_config.CheckboxColumn("pointing game"),
+    "iou": st.column_config.NumberColumn("IoU ↑", format="%.3f"),
+    "metric_queries": st.column_config.NumberColumn("metric queries", help="Queries the scores spent", format="%d"),
+})
+st.caption(f"Click a column header to sort. Deletion / insertion: {metrics.STEPS} steps, zero / blur substrate, "
+           f"softmax probability of class {int(target)}, trapezoid AUC (RISE protocol). µ-fidelity: "
+           f"{metrics.MU_GRID}x{metrics.MU_GRID} grid, {metrics.MU_SAMPLES} subsets, p = {metrics.MU_P}, Spearman. "
+           f"Pointing game: ±{metrics.POINTING_TOLERANCE} px; IoU: normalised map ≥ {metrics.IOU_THRESHOLD}."
+           + ("" if mask is not None else " Give a ground truth above for the pointing game and IoU."))
+
+left, right = st.columns(2)
+scored = {r.label: r.scores for r in comp.runs if r.scores}
+if scored:
+    left.plotly_chart(curves_figure(scored), width="stretch")
+corr = comp.correlation()
+if corr is not None:
+    right.plotly_chart(correlation_figure([r.label for r in comp.runs], corr), width="stretch")
+
+st.download_button("Download everything (ZIP)", data=export_zip(comp), file_name="saliency-comparison.zip",
+                   mime="application/zip", on_click="ignore", key=P + "zip",
+                   help="Overlay PNGs, raw maps (.npy), metrics.csv, curves.csv, rank_correlation.csv, "
+                        "report.json (model, parameters, seeds, versions) and a manifest.")
+total = sum(r.queries for r in comp.runs)
+mq = sum((r.scores or {}).get("metric_queries") or 0 for r in comp.runs)
+st.caption(f"{len(comp.runs)} runs · {total:,} explanation queries · {mq:,} metric queries · "
+           f"wall time of the slowest run {fmt_seconds(max(r.wall_time_s for r in comp.runs))}")
