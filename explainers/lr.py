@@ -102,32 +102,54 @@ class LR(Explainer):
             ortho = group > 1
 
         frames: dict[int, torch.Tensor] = {}
+        per_frame = group * n_blocks
 
         def frame(f: int) -> torch.Tensor:
-            """(K, group, dim) standard-normal draws for rounds f*group .. (f+1)*group - 1, drawn in order."""
+            """(group * K, dim) standard-normal draws of units f*group*K ..: row (t % group) * K + block."""
             if f not in frames:
                 frames.clear()
                 if ortho:
                     g = torch.randn(n_blocks, dim, group, generator=gen, device=dev)
                     q, rr = torch.linalg.qr(g)                           # Gram-Schmidt of the columns
                     q = q * torch.sign(torch.diagonal(rr, dim1=-2, dim2=-1)).unsqueeze(1)  # Haar directions
-                    frames[f] = (q * g.norm(dim=1, keepdim=True)).transpose(1, 2).contiguous()
+                    frames[f] = (q * g.norm(dim=1, keepdim=True)).permute(2, 0, 1).reshape(per_frame, dim)
                 else:
-                    frames[f] = torch.randn(n_blocks, group, dim, generator=gen, device=dev)
+                    frames[f] = torch.randn(per_frame, dim, generator=gen, device=dev)
             return frames[f]
 
-        def place(eps: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-            """(k, dim) block noise -> (k, C, H, W) perturbations in the input space."""
+        def draws(a: int, b: int) -> torch.Tensor:
+            """Noise of the consecutive units a..b-1 (a view of the frame unless it spans two frames)."""
+            parts = []
+            while a < b:
+                f, off = divmod(a, per_frame)
+                n = min(b - a, per_frame - off)
+                parts.append(frame(f)[off:off + n])
+                a += n
+            return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+        hp, wp = nbh * bh, nbw * bw
+        x_pad = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h)) if n_blocks > 1 and not coarse else x
+
+        def perturb(out: torch.Tensor, eps: torch.Tensor, blocks: torch.Tensor, sign: float) -> torch.Tensor:
+            """Write x + sign * sigma * eps (placed in its block) into ``out`` (k, C, H', W'); returns (k, C, H, W)."""
             k = eps.shape[0]
-            if n_blocks == 1:
-                z = eps.view(k, c, gh, gw)
-            else:
-                z6 = torch.zeros(k, nbh, nbw, c, bh, bw, device=dev)
-                z6[torch.arange(k, device=dev), blocks // nbw, blocks % nbw] = eps.view(k, c, bh, bw)
-                z = z6.permute(0, 3, 1, 4, 2, 5).reshape(k, c, nbh * bh, nbw * bw)[:, :, :gh, :gw]
+            if n_blocks == 1 and not coarse:
+                return torch.add(x, eps.view(k, c, h, w), alpha=sign * sigma, out=out)
             if coarse:
-                z = z[:, :, ri][:, :, :, ci]
-            return z
+                z = eps.view(k, c, gh, gw) if n_blocks == 1 else place(eps, blocks)
+                return torch.add(x, z[:, :, ri][:, :, :, ci], alpha=sign * sigma, out=out)
+            out.copy_(x_pad.expand_as(out))                              # x everywhere, noise only in the block
+            blocked = out.view(k, c, nbh, bh, nbw, bw).permute(0, 2, 4, 1, 3, 5)
+            blocked.index_put_((torch.arange(k, device=dev), blocks // nbw, blocks % nbw),
+                               eps.view(k, c, bh, bw) * (sign * sigma), accumulate=True)
+            return out[:, :, :h, :w]
+
+        def place(eps: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+            """(k, dim) block noise -> (k, C, gh, gw) on the noise grid (zero outside each unit's block)."""
+            k = eps.shape[0]
+            z6 = torch.zeros(k, nbh, nbw, c, bh, bw, device=dev)
+            z6[torch.arange(k, device=dev), blocks // nbw, blocks % nbw] = eps.view(k, c, bh, bw)
+            return z6.permute(0, 3, 1, 4, 2, 5).reshape(k, c, hp, wp)[:, :, :gh, :gw]
 
         s_sum = torch.zeros(n_blocks, dim, device=dev)                  # running sum of coef * eps per block
         count = torch.zeros(n_blocks, device=dev)                        # draws per block
@@ -149,27 +171,31 @@ class LR(Explainer):
             sal = g.abs().amax(0) if self.readout == "abs_max" else (g * x).sum(0)
             return sal, {"draws_per_block": float(count.mean())}, {"gradient": g.detach().cpu()}
 
-        per_call = max(1, (bb.batch_size * 4) // (2 if pair else 1))   # draws per forward call
-        per_call = max(per_call, min(n_blocks, 256))                     # a call covers many blocks
+        # queries per forward call: whole model batches (no ragged chunk), more of them for small inputs
+        per_query_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
+        per_call = max(1, per_query_call // (2 if pair else 1))           # draws per call
+        buf_hw = (hp, wp) if n_blocks > 1 and not coarse else (h, w)
         done = 0
         while done < n_units:
             k = min(per_call, n_units - done)
-            units = torch.arange(done, done + k, device=dev)
-            blocks = units % n_blocks
-            t = units // n_blocks
-            eps = torch.empty(k, dim, device=dev)
-            for f in range(done // n_blocks // group, (done + k - 1) // n_blocks // group + 1):
-                sel = (t // group) == f
-                eps[sel] = frame(f)[blocks[sel], t[sel] % group]
-            z = place(eps, blocks) * sigma                               # not in place: eps may be a view
+            blocks = torch.arange(done, done + k, device=dev) % n_blocks   # round-robin over the blocks
+            eps = draws(done, done + k)
             n_pairs = max(0, min(k, n_pairs_total - done))               # pairs come first, then singles
+            buf = torch.empty(k + n_pairs, c, *buf_hw, device=dev)
+            plus = perturb(buf[:k], eps, blocks, 1.0)
             if n_pairs:
-                batch = torch.cat([x + z[:n_pairs], x - z[:n_pairs], x + z[n_pairs:]])
+                minus = perturb(buf[k:], eps[:n_pairs], blocks[:n_pairs], -1.0)
+                batch = buf if buf_hw == (h, w) else torch.cat([plus, minus])
             else:
-                batch = x + z
+                batch = plus
             y = bb(batch)[:, target]
-            coef = torch.cat([(y[:n_pairs] - y[n_pairs:2 * n_pairs]) * 0.5, y[2 * n_pairs:] - b])
-            s_sum.index_add_(0, blocks, eps * coef[:, None])
+            coef = torch.cat([(y[:n_pairs] - y[k:]) * 0.5, y[n_pairs:k] - b])   # rows: +pairs, singles, -pairs
+            if n_blocks == 1:
+                s_sum[0].addmv_(eps.t(), coef)
+            else:  # one GEMM: (K, k) one-hot rows weighted by coef, times the draws
+                onehot = torch.zeros(n_blocks, k, device=dev)
+                onehot[blocks, torch.arange(k, device=dev)] = coef
+                s_sum.addmm_(onehot, eps)
             count += torch.bincount(blocks, minlength=n_blocks).to(count.dtype)
             queries += batch.shape[0]
             done += k

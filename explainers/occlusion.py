@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 
 from .base import Explainer, Param, Step
-from .masks import blend, make_baseline
+from .masks import make_baseline
 from .registry import register_explainer
 
 
@@ -59,7 +59,8 @@ class Occlusion(Explainer):
         delta_sum = torch.zeros(h, w, device=dev)
         cover = torch.zeros(h, w, device=dev)
         ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
-        per_call = max(bb.batch_size * 4, 16)
+        # whole model batches per call (no ragged chunk), more of them for small inputs
+        per_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
         done = 0
 
         def readout():
@@ -68,11 +69,12 @@ class Occlusion(Explainer):
         while done < n_total:
             k = min(per_call, n_total - done)
             py, px = ys[done:done + k], xs[done:done + k]
-            in_r = (ar_h[None, :] >= py[:, None]) & (ar_h[None, :] < py[:, None] + p)      # (k, h)
-            in_c = (ar_w[None, :] >= px[:, None]) & (ar_w[None, :] < px[:, None] + p)      # (k, w)
-            patch = (in_r[:, :, None] & in_c[:, None, :]).float()                        # (k, h, w)
-            y = bb(blend(x, baseline, (1 - patch).unsqueeze(1)))[:, target]
-            delta_sum += torch.einsum("k,khw->hw", y0 - y, patch)
-            cover += patch.sum(0)
+            in_r = ((ar_h[None, :] >= py[:, None]) & (ar_h[None, :] < py[:, None] + p)).float()   # (k, h)
+            in_c = ((ar_w[None, :] >= px[:, None]) & (ar_w[None, :] < px[:, None] + p)).float()   # (k, w)
+            patch = (in_r[:, :, None] * in_c[:, None, :]).unsqueeze(1)                          # (k, 1, h, w)
+            y = bb(torch.lerp(x.unsqueeze(0), baseline.unsqueeze(0), patch))[:, target]
+            # patch maps are outer products: sums over patches are (h, k) @ (k, w) products, no (k, h, w) pass
+            delta_sum += in_r.t() @ ((y0 - y)[:, None] * in_c)
+            cover += in_r.t() @ in_c
             done += k
             yield Step(queries=1 + done, progress=done / n_total, readout=readout)

@@ -50,12 +50,11 @@ class Rise(Explainer):
         up = F.interpolate(grid, size=((s + 1) * ch, (s + 1) * cw), mode="bilinear", align_corners=False)
         dy = torch.randint(0, ch, (k,), generator=gen, device=device)
         dx = torch.randint(0, cw, (k,), generator=gen, device=device)
-        # per-mask crop as one gather: rows dy..dy+h, cols dx..dx+w
-        rows = (dy[:, None] + torch.arange(h, device=device)[None, :])          # (k, h)
-        cols = (dx[:, None] + torch.arange(w, device=device)[None, :])          # (k, w)
-        up = up[:, 0]
-        out = up.gather(1, rows[:, :, None].expand(k, h, up.shape[2]))           # (k, h, W')
-        out = out.gather(2, cols[:, None, :].expand(k, h, w))                    # (k, h, w)
+        # per-mask crop as one gather over the flattened upsampled grid: rows dy..dy+h, cols dx..dx+w
+        wu = up.shape[-1]
+        base = (torch.arange(h, device=device)[:, None] * wu + torch.arange(w, device=device)[None, :]).view(1, -1)
+        idx = base + (dy * wu + dx)[:, None]                                     # (k, h * w)
+        out = up.view(k, -1).gather(1, idx).view(k, h, w)
         return out.unsqueeze(1)
 
     def _iterate(self, bb, x, target):
@@ -65,7 +64,8 @@ class Rise(Explainer):
         gen = self.generator(dev)
         baseline = make_baseline(x, self.baseline)
         s_sum = torch.zeros(h, w, device=dev)
-        per_call = max(bb.batch_size * 4, 16)
+        # whole model batches per call (no ragged chunk), more of them for small inputs
+        per_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
         done = 0
 
         def readout():

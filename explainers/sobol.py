@@ -54,11 +54,15 @@ class Sobol(Explainer):
         dev = x.device
         A, B = self.designs(dev)
         baseline = make_baseline(x, "zero" if self.perturbation == "inpaint" else "blur")
-        eye = torch.eye(d, dtype=torch.bool, device=dev)
-        y_a = torch.empty(n_total, device=dev)
+        y = torch.empty(n_total, d + 1, device=dev)      # row n: f(A_n), f(C_{1,n}) .. f(C_{d,n})
+        y_a = y[:, 0]
         sq_diff = torch.zeros(d, device=dev)
-        per_step = max(1, (bb.batch_size * 4) // (d + 1))   # designs per forward call: a few model batches
-        done = 0
+        total = n_total * (d + 1)
+        # queries per forward call: a multiple of the model's batch size (no ragged chunk at every call);
+        # calls need not end on a design, a design's Jansen terms are added once all its queries are back
+        per_call = bb.batch_size * max(1, 256 // bb.batch_size) if h * w <= 64 * 64 else bb.batch_size * 4
+        cols = torch.arange(d, device=dev)
+        served = done = 0
 
         def readout():
             n = done
@@ -71,15 +75,17 @@ class Sobol(Explainer):
             sal = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
             return sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0}, {"grid": st.view(s, s)}
 
-        while done < n_total:
-            k = min(per_step, n_total - done)
-            a, b = A[done:done + k], B[done:done + k]                      # (k, d)
-            # rows per design: A_n, then C_{1,n} .. C_{d,n}
-            c = torch.where(eye.unsqueeze(0), b.unsqueeze(1), a.unsqueeze(1))  # (k, d, d)
-            masks = torch.cat([a.unsqueeze(1), c], dim=1).reshape(k * (d + 1), 1, s, s)
-            batch = blend(x, baseline, upsample(masks, (h, w), "nearest"))
-            y = bb(batch)[:, target].view(k, d + 1)
-            y_a[done:done + k] = y[:, 0]
-            sq_diff += ((y[:, :1] - y[:, 1:]) ** 2).sum(0)
-            done += k
-            yield Step(queries=done * (d + 1), progress=done / n_total, readout=readout)
+        while served < total:
+            k = min(per_call, total - served)
+            q = torch.arange(served, served + k, device=dev)
+            n_idx, j = q // (d + 1), q % (d + 1)                  # design, then 0 = A_n or cell j-1 from B_n
+            masks = torch.where(cols[None, :] == (j - 1)[:, None], B[n_idx], A[n_idx])   # (k, d)
+            batch = blend(x, baseline, upsample(masks.view(k, 1, s, s), (h, w), "nearest"))
+            y.view(-1)[served:served + k] = bb(batch)[:, target]
+            served += k
+            complete = served // (d + 1)
+            if complete > done:
+                yc = y[done:complete]
+                sq_diff += ((yc[:, :1] - yc[:, 1:]) ** 2).sum(0)
+                done = complete
+            yield Step(queries=served, progress=served / total, readout=readout)
