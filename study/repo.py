@@ -210,6 +210,13 @@ class Repository:
                     "trials": len(study.trials)}
 
     # ---------------------------------------------------------------- participants
+    def public_info(self, code: str) -> dict:
+        """What anyone holding the study link may see before joining (no methods, no results)."""
+        with Session(self.engine) as s:
+            study = self._study(s, code)
+            return {"title": study.title, "instructions": study.instructions, "question": study.question,
+                    "trials": len(study.trials), "ask_comment": study.ask_comment}
+
     def join(self, code: str) -> str:
         """Register a new participant in study `code`; returns their secret token."""
         check_code(code)

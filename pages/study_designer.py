@@ -1,0 +1,112 @@
+"""Study designer (admin): inputs x methods -> maps computed by the engine, frozen into a study; the link."""
+from __future__ import annotations
+
+import streamlit as st
+from PIL import Image
+
+from explainers import list_explainers
+from explainers.registry import explainer_class
+from models import list_models
+from study import Repository, StudyError, default_url, open_db
+from study.auth import HOW_TO_SET, expected_password, password_ok
+from study.design import compute_stimuli
+from ui.inputs import EXAMPLES_DIR, example_names
+from ui.params import param_widgets
+from ui.state import current_device, get_engine, get_model
+
+P = "study_designer."
+DEFAULT_QUESTION = "How well does the highlighted region explain the model's decision?"
+
+
+@st.cache_resource
+def _repo(url: str) -> Repository:
+    return Repository(open_db(url))
+
+
+def admin_gate(prefix: str) -> bool:
+    """True once the admin password was entered in this session (constant-time check)."""
+    expected = expected_password(st.secrets)
+    if expected is None:
+        st.warning(HOW_TO_SET)
+        return False
+    if st.session_state.get("study_admin_ok"):
+        return True
+    with st.form(f"{prefix}login"):
+        given = st.text_input("Admin password", type="password", key=f"{prefix}password")
+        if st.form_submit_button("Log in"):
+            if password_ok(given, expected):
+                st.session_state["study_admin_ok"] = True
+                st.rerun()
+            st.error("Wrong password.")
+    return False
+
+
+st.title("🧪 Study designer")
+if not admin_gate(P):
+    st.stop()
+
+repo = _repo(default_url())
+new_tab, list_tab = st.tabs(["New study", "Studies"])
+
+with new_tab:
+    title = st.text_input("Title", "Which saliency maps convince people?", key=P + "title", max_chars=200)
+    question = st.text_area("Question (rating screens)", DEFAULT_QUESTION, key=P + "question")
+    instructions = st.text_area(
+        "Instructions shown to participants",
+        "You will see photos with a coloured map on top: red marks the parts the computer model relied on. "
+        "Rate each map, or pick the map that explains better. There are no right or wrong answers.",
+        key=P + "instructions")
+    examples = example_names()
+    inputs = st.multiselect("Input images", examples, default=examples[:2], key=P + "inputs")
+    model = st.selectbox("Model", list_models(modality="image"), key=P + "model")
+    methods = st.multiselect("Methods", list_explainers(modality="image", white_box=False),
+                             default=["occlusion", "rise"], key=P + "methods")
+    params = {}
+    for m in methods:
+        with st.expander(f"{explainer_class(m).title} parameters"):
+            params[m] = param_widgets(explainer_class(m), current_device(), key_prefix=P)
+    c1, c2, c3 = st.columns(3)
+    likert = c1.checkbox("Likert rating (1-5)", True, key=P + "likert")
+    pairwise = c2.checkbox("Pairwise forced choice", True, key=P + "pairwise")
+    ask_comment = c3.checkbox("Optional comment", False, key=P + "comment")
+    c1, c2 = st.columns(2)
+    checks = c1.number_input("Attention checks per input (shuffled map, should be rated low)", 0, 3, 1,
+                             key=P + "checks")
+    seed = c2.number_input("Seed (maps and participant orders)", 0, 2**31 - 1, 0, key=P + "seed")
+    if st.button("Compute maps and create study", type="primary", key=P + "create"):
+        if not inputs or not methods:
+            st.error("Choose at least one input image and one method.")
+        elif pairwise and not likert and len(methods) < 2:
+            st.error("A pairwise-only study needs at least two methods.")
+        else:
+            bar = st.progress(0.0, "Computing maps…")
+            try:
+                bb = get_model(model, str(current_device()))
+                images = [(n, Image.open(EXAMPLES_DIR / f"{n}.png").convert("RGB")) for n in inputs]
+                specs = compute_stimuli(bb, images, params, engine=get_engine(), seed=int(seed),
+                                        attention_checks=int(checks) if likert else 0,
+                                        progress=lambda i, n: bar.progress(i / n, f"Map {i} of {n}"))
+                code = repo.create_study(title, specs, question=question, instructions=instructions,
+                                         likert=likert, pairwise=pairwise, ask_comment=ask_comment,
+                                         seed=int(seed))
+                st.session_state[P + "created"] = code
+            except StudyError as e:
+                st.error(str(e))
+            bar.empty()
+    code = st.session_state.get(P + "created")
+    if code:
+        st.success(f"Study created: `{code}`. Send participants this link:")
+        base = (st.context.url or "").split("?")[0] if hasattr(st.context, "url") else ""
+        st.code(f"{base}?study={code}")
+
+with list_tab:
+    studies = repo.list_studies()
+    if not studies:
+        st.info("No studies yet.")
+    else:
+        st.dataframe(studies, hide_index=True)
+        code = st.selectbox("Study", [s["code"] for s in studies], key=P + "show",
+                            format_func=lambda c: next(f"{s['title']} ({c})" for s in studies if s["code"] == c))
+        summary = repo.study_summary(code)
+        st.caption(f"{summary['trials']} trials per participant. Participant link: `?study={code}`")
+        st.dataframe(summary["stimuli"], hide_index=True)
