@@ -6,8 +6,9 @@ explained class). Uses ``explainers.metrics.deletion_auc`` when it exists, else 
 
     .venv/bin/python bench/decam_vs_sobol.py            # DE-CAM 26 x 80 = 2080 queries vs Sobol 8x8, N=32 = 2080
     .venv/bin/python bench/decam_vs_sobol.py --seeds 0 1 2
-    .venv/bin/python bench/decam_vs_sobol.py --seeds 0 1 2 --generations 39 --no-sobol \
+    .venv/bin/python bench/decam_vs_sobol.py --seeds 0 1 2 --generations 39 --methods decam \
         --decam lam=0.1 deletion_weight=1.0 map_from=population_mean      # with the deletion term, same budget
+    .venv/bin/python bench/decam_vs_sobol.py --methods dax                # DAX with its CPU defaults (1000 queries)
 """
 from __future__ import annotations
 
@@ -56,7 +57,8 @@ def main():
     ap.add_argument("--grid", type=int, default=8, help="grid size of both methods")
     ap.add_argument("--nb-design", type=int, default=32)
     ap.add_argument("--decam", nargs="*", default=[], metavar="KEY=VALUE", help="extra DE-CAM parameters")
-    ap.add_argument("--no-sobol", action="store_true", help="only DE-CAM")
+    ap.add_argument("--methods", nargs="+", default=["decam", "sobol"], choices=["decam", "sobol", "dax"])
+    ap.add_argument("--dax-samples", type=int, default=1000, help="DAX n_samples (its CPU default)")
     args = ap.parse_args()
     extra = {}
     for kv in args.decam:
@@ -76,7 +78,9 @@ def main():
     configs = [
         ("decam", dict(grid_size=args.grid, population=args.population, generations=args.generations, **extra)),
         ("sobol", dict(grid_size=args.grid, nb_design=args.nb_design)),
-    ][: 1 if args.no_sobol else 2]
+        ("dax", dict(n_samples=args.dax_samples)),
+    ]
+    configs = [c for c in configs if c[0] in args.methods]
     for name, params in configs:
         aucs, times, queries = [], [], []
         for seed in args.seeds:

@@ -9,18 +9,24 @@ DAX", IEEE JSTSP 2024 (arXiv 2409.11123; code iiscleap/DAX), research/algorithms
    (over the channels too, so image segments turn grey). The black box scores each sample (the only queries).
 2. Sample weights: the LIME kernel sqrt(exp(-d^2 / 0.25^2)), d = cosine distance to the all-ones vector.
 3. A mask network M (small conv net, 16 x 16 output like the reference) and a student network S (an MLP)
-   see the samples at a 64 x 64 internal resolution, standardised with the clean input's mean and scale. The loss
-   of section 4 is  L = mean(w (S(x.m) - y)^2) - mean(w (S(x.(1-m)) - y)^2)  (+ sparsity x mean(m)): the
-   masked-in input must reproduce the target, the masked-out complement must not.
+   see the samples at a 64 x 64 internal resolution, standardised with the clean input's mean and scale. The
+   loss of section 4 is  L = mean(w (S(x.m) - y)^2) - mean(w (S(x.(1-m)) - y)^2) + sparsity x mean(m):
+   the masked-in input must reproduce the target, the masked-out complement must not.
 4. Readout: the mask of the clean input after each epoch, bilinearly upsampled and min-max normalised.
 
-Deviations from the reference code, each to keep the mask meaningful with few samples and no global RNG:
-the mask ends in a sigmoid with an optional L1 sparsity weight (the reference min-max normalises over the
-batch, making masks batch-dependent); M gets two coordinate channels (CoordConv) so it can place a mask by
-position as well as by content; the student learns the black box on the perturbed samples (distillation) and
-the masked-in term, but is not itself pushed to err on the complement (that lets it tell the two apart and
-cheat); Adam instead of SGD; no HSV augmentation or dropout. Targets are min-max scaled over the samples so
-any score space works. Weights are initialised and batches shuffled from the method's seeded generator.
+Deviations from the reference code, each measured to make the mask land where the black box looks (on
+analytic black boxes, tests/unit/test_dax.py) with few samples and no global RNG:
+- "x.m" keeps x where m = 1 and takes the samples' own segment-mean fill where m = 0 (the reference
+  multiplies by m, i.e. fills with zeros): the complement then looks like the perturbations the student was
+  distilled on, so its prediction there means something;
+- the student distils the black box on the samples and fits the masked-in term, but is not itself pushed to
+  err on the complement (that lets it tell the two apart and cheat), and its complement output is clamped
+  to the target range so the mask cannot win through wild extrapolation;
+- the mask ends in a sigmoid with an L1 sparsity weight (the reference min-max normalises over the batch,
+  which makes masks batch-dependent) and M gets two coordinate channels (CoordConv), so it can place a mask
+  by position as well as by content;
+- Adam instead of SGD; no HSV augmentation or dropout; targets min-max scaled over the samples, so any
+  score space works; weights initialised and batches shuffled from the method's seeded generator.
 
 Queries: exactly ``n_samples`` (training is local).
 """
@@ -114,9 +120,9 @@ class DAX(Explainer):
         Param("n_segments", "int", 50, 4, 400, unit="segments",
               help="Segmentation granularity: approximate number of superpixels / rectangles."),
         Param("keep_prob", "float", 0.5, 0.05, 0.95, help="Probability that a sample keeps each segment."),
-        Param("sparsity", "float", 0.05, 0.0, 2.0, step=0.01,
+        Param("sparsity", "float", 0.2, 0.0, 2.0, step=0.01,
               help="L1 weight on the mask area (0 in the reference code, which min-max normalises instead)."),
-        Param("batch_size", "int", 32, 4, 512, help="Training batch size."),
+        Param("batch_size", "int", 16, 4, 512, help="Training batch size (16 as in the reference)."),
     )
 
     def _check(self) -> None:
@@ -169,6 +175,9 @@ class DAX(Explainer):
         mean = small[0].mean(dim=(1, 2), keepdim=True)        # the clean input's mean colour becomes 0
         std = small[0].std().clamp_min(1e-6)                   # one scale for all channels (a flat channel
         inputs = (small - mean) / std                          # must not blow up)
+        fill_small = F.interpolate(fill.unsqueeze(0), size=(RES, RES), mode="bilinear", align_corners=False,
+                                   antialias=True)
+        base = (fill_small - mean) / std                       # what "masked out" means: the samples' own fill
 
         # ---- 3. the two networks, trained jointly
         mask_net, student = MaskNet(x.shape[0]).to(dev), Student(x.shape[0]).to(dev)
@@ -201,13 +210,14 @@ class DAX(Explainer):
                     m = F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
                     # student: distil the black box on the samples, and fit the masked-in input
                     distill = (wb * (student(xb) - yb) ** 2).mean()
-                    fit_in = (wb * (student(xb * m.detach()) - yb) ** 2).mean()
+                    fit_in = (wb * (student(torch.lerp(base, xb, m.detach())) - yb) ** 2).mean()
                     opt_s.zero_grad(set_to_none=True)
                     (distill + fit_in).backward()
                     opt_s.step()
                     # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
-                    keep_in = (wb * (student(xb * m) - yb) ** 2).mean()
-                    keep_out = (wb * (student(xb * (1 - m)) - yb) ** 2).mean()
+                    keep_in = (wb * (student(torch.lerp(base, xb, m)) - yb) ** 2).mean()
+                    # clamped: the mask must not win by pushing the student into wild extrapolation
+                    keep_out = (wb * (student(torch.lerp(xb, base, m)).clamp(0, 1) - yb) ** 2).mean()
                     loss = keep_in - keep_out + self.sparsity * m.mean()
                     opt_m.zero_grad(set_to_none=True)
                     loss.backward()

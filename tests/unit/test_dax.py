@@ -48,7 +48,7 @@ def test_image_mask_concentrates_on_the_region():
     inside, share, peak = concentrated(sal, REGION)
     assert sal.shape == (H, H)
     assert peak
-    assert inside >= 0.5 > 3 * share            # region is 14 % of the image, at least half the mass
+    assert inside >= 0.7 > 5 * share            # the region is 14 % of the image
 
 
 def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
@@ -58,7 +58,7 @@ def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
     sal = get_explainer("dax", seed=0, n_samples=400, epochs=20, n_segments=24).explain(bb, x, 0)
     inside, share, peak = concentrated(sal, region)
     assert sal.shape == (32, 48)
-    assert inside >= 3 * share                  # the patch is 8 % of the spectrogram
+    assert peak and inside >= 0.5 > 6 * share   # the patch is 8 % of the spectrogram
 
 
 def test_same_seed_same_map_other_seed_other_map():
