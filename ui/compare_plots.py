@@ -104,9 +104,9 @@ def curves_figure(curves: Mapping[str, Mapping], height: int = 360) -> go.Figure
             fig.add_trace(go.Scatter(x=s["fractions"], y=y, mode="lines", line=dict(color=colour, dash=dash),
                                      name=f"{label} {kind}" + (f" (AUC {auc:.3f})" if auc is not None else ""),
                                      legendgroup=label))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), title="Deletion (dashed) and insertion (solid)",
+    fig.update_layout(height=height + 30 * len(curves), margin=dict(l=0, r=0, t=30, b=0), title="Deletion (dashed) and insertion (solid)",
                       xaxis_title="fraction of pixels changed", yaxis_title="score of the explained class",
-                      legend=dict(font=dict(size=10)))
+                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.2))
     return fig
 
 
