@@ -4,6 +4,7 @@ from .images import DecodedImage, ImageDecodeError, ImageTransform, decode_image
 from .registry import ModelInfo, list_models, load_model, model_info, register_model
 from . import zoo  # noqa: F401  registers the bundled image models
 from .loaders import ModelLoadError, load_torchscript, load_torchvision
+from .http import HttpBlackBox
 
 try:  # the bundled audio model registers itself when its module is present
     from . import audio  # noqa: F401
@@ -12,4 +13,4 @@ except ImportError:  # pragma: no cover - only while the audio model is being bu
 
 __all__ = ["BlackBox", "QueryBudgetExceeded", "device_name", "pick_device", "DecodedImage", "ImageDecodeError",
            "ImageTransform", "decode_image", "ModelInfo", "list_models", "load_model", "model_info",
-           "register_model", "ModelLoadError", "load_torchscript", "load_torchvision"]
+           "register_model", "ModelLoadError", "load_torchscript", "load_torchvision", "HttpBlackBox"]
