@@ -7,6 +7,7 @@ again with ``run_every=None``, the pattern of Streamlit's start-and-stop-fragmen
 """
 from __future__ import annotations
 
+import os
 import time
 from typing import Any, Callable
 
@@ -17,7 +18,7 @@ from explainers.engine import Job, JobSnapshot
 from models import BlackBox
 from ui.state import get_engine
 
-POLL_S = 0.5
+POLL_S = float(os.environ.get("SALIENCY_POLL_S", 0.5))  # seconds between live redraws
 
 
 def _slot_key(slot: str) -> str:

@@ -2,6 +2,7 @@
 for downloads drawn with matplotlib colormaps and PIL (no kaleido / browser needed)."""
 from __future__ import annotations
 
+import base64
 import io
 import math
 from typing import Iterable, Sequence
@@ -16,12 +17,13 @@ COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot")
 HISTORY_AXES = ("queries", "elapsed", "rel_change")
 
 
-def _resize_map(saliency: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def _resize_map(saliency: np.ndarray, shape: tuple[int, int],
+                resample=Image.Resampling.BILINEAR) -> np.ndarray:
     """Bring a map to the background's pixel grid (maps are usually already the model's input size)."""
     sal = np.asarray(saliency, dtype=np.float32)
     if sal.shape == tuple(shape):
         return sal
-    img = Image.fromarray(sal).resize((shape[1], shape[0]), Image.Resampling.BILINEAR)
+    img = Image.fromarray(sal).resize((shape[1], shape[0]), resample)
     return np.asarray(img, dtype=np.float32)
 
 
@@ -32,8 +34,15 @@ def normalise(saliency: np.ndarray) -> np.ndarray:
     return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
 
 
+def jpeg_data_uri(rgb: np.ndarray) -> str:
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=92)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
 def heatmap_figure(background: np.ndarray, saliency: np.ndarray | None, *, opacity: float = 0.5,
-                   colormap: str = "jet", title: str | None = None, height: int = 460) -> go.Figure:
+                   colormap: str = "jet", title: str | None = None, height: int = 460,
+                   max_cells: int = 112) -> go.Figure:
     """The map over the image (H, W, 3 uint8) or a spectrogram (F, T float, low frequencies at the bottom).
 
     Hover shows the raw saliency value at each pixel.
@@ -42,17 +51,24 @@ def heatmap_figure(background: np.ndarray, saliency: np.ndarray | None, *, opaci
     fig = go.Figure()
     spectrogram = bg.ndim == 2
     if spectrogram:
-        fig.add_trace(go.Heatmap(z=bg, colorscale="gray", showscale=False, hoverinfo="skip"))
+        fig.add_trace(go.Heatmap(z=bg.astype(np.float32), colorscale="gray", showscale=False, hoverinfo="skip"))
     else:
-        fig.add_trace(go.Image(z=bg, hoverinfo="skip"))
+        # as an embedded JPEG: a few tens of kB per redraw instead of the pixel array as JSON numbers
+        fig.add_trace(go.Image(source=jpeg_data_uri(bg[..., :3]), hoverinfo="skip"))
     if saliency is not None:
-        sal = _resize_map(saliency, bg.shape[:2])
-        fig.add_trace(go.Heatmap(z=sal, colorscale=colormap, opacity=opacity, zsmooth=False,
+        # at most ``max_cells`` per side on screen (the PNG/npy downloads keep full resolution): a 224 px map
+        # is sent as 112 x 112 block means, a quarter of the bytes per redraw while it converges
+        h, w = bg.shape[:2]
+        factor = max(1, math.ceil(max(h, w) / max_cells))
+        sal = _resize_map(saliency, (h // factor, w // factor), Image.Resampling.BOX)
+        fig.add_trace(go.Heatmap(z=sal, x0=(factor - 1) / 2, dx=factor, y0=(factor - 1) / 2, dy=factor,
+                                 colorscale=colormap, opacity=opacity, zsmooth=False,
                                  colorbar=dict(title="saliency", thickness=12),
                                  hovertemplate="x=%{x} y=%{y}<br>saliency=%{z:.4g}<extra></extra>"))
     fig.update_xaxes(visible=False, constrain="domain")
     fig.update_yaxes(visible=False, scaleanchor="x", autorange=True if spectrogram else "reversed")
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title)
+    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30 if title else 0, b=0), title=title,
+                      template="none")  # Streamlit's theme styles it; the default template is ~80 kB per redraw
     return fig
 
 
