@@ -32,11 +32,21 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _pg_user() -> str:
+    """PostgreSQL refuses to run as root: use Debian's `postgres` account, else `nobody`."""
+    import pwd
+    try:
+        return pwd.getpwnam("postgres").pw_name
+    except KeyError:
+        return "nobody"
+
+
 def _as_pg_user(cmd: list[str]) -> list[str]:
     if os.geteuid() != 0:
         return cmd
     runuser = shutil.which("runuser")
-    return [runuser, "-u", "postgres", "--", *cmd] if runuser else ["su", "postgres", "-c", " ".join(cmd)]
+    return [runuser, "-u", _pg_user(), "--", *cmd] if runuser else ["su", _pg_user(), "-s", "/bin/sh", "-c",
+                                                                    " ".join(cmd)]
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +58,7 @@ def postgres_server():
     # not under pytest's tmp dir: that is private to root (0700), and the server runs as `postgres`
     root = Path(tempfile.mkdtemp(prefix="study-pg-"))
     if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
+        shutil.chown(root, _pg_user())
         os.chmod(root, 0o755)
     data, port = root / "data", _free_port()
     init = subprocess.run(_as_pg_user([str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres",

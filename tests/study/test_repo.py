@@ -141,3 +141,28 @@ def test_unique_constraint_in_database(repo):
                 s.add(Response(participant_id=r.participant_id, trial_id=r.trial_id, position=0, rating=1))
     with Session(repo.engine) as s:
         assert s.scalar(select(func.count()).select_from(Response)) == 1
+
+
+def test_sqlite_default_is_wal_in_data_dir(tmp_path, monkeypatch):
+    from study.db import default_url, open_db
+    monkeypatch.delenv("STUDY_DB_URL", raising=False)
+    assert default_url().endswith("/data/study.db")
+    monkeypatch.setenv("STUDY_DB_URL", f"sqlite:///{tmp_path / 'sub' / 's.db'}")
+    engine = open_db()
+    with engine.connect() as c:
+        assert c.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert c.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    assert (tmp_path / "sub" / "s.db").exists()
+    engine.dispose()
+
+
+def test_admin_password_check(monkeypatch):
+    from study.auth import expected_password, password_ok
+    monkeypatch.delenv("STUDY_ADMIN_PASSWORD", raising=False)
+    assert expected_password(None) is None and expected_password({}) is None
+    assert not password_ok("", None) and not password_ok("anything", None)
+    assert expected_password({"study_admin_password": "from-secrets"}) == "from-secrets"
+    monkeypatch.setenv("STUDY_ADMIN_PASSWORD", "from-env")
+    assert expected_password({"study_admin_password": "from-secrets"}) == "from-env"
+    assert password_ok("from-env", "from-env") and not password_ok("from-env ", "from-env")
+    assert not password_ok(None, "from-env") and not password_ok("Fröm", "from-env")
