@@ -60,7 +60,7 @@ def callable_box(tiny: BlackBox) -> BlackBox:
 
 @pytest.fixture(scope="module")
 def tiny_mod():
-    return load_model("tiny_cnn", device="cpu", score_mode="logit")
+    return load_model("tiny_cnn", device="cpu", score_mode="logit", batch_size=32)   # no measuring in a test
 
 
 @pytest.fixture(scope="module")

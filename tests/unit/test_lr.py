@@ -3,6 +3,7 @@
 Figures (seed 0): smooth 64-dim function, 4,000 queries: cosine printed by the first test; tiny CNN on the cat
 photo at 4,000 queries: plain vs blockwise printed by the second (README "core" section).
 """
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -70,8 +71,9 @@ def test_coarse_noise_estimates_the_cell_mean_gradient():
     assert 0.9 < scale < 1.1, scale
 
 
+@pytest.mark.slow   # 12,000 queries: a few seconds on a quiet 2-core CPU, over 20 s on a loaded one
 def test_blockwise_beats_plain_on_the_tiny_cnn_at_equal_budget(cat_image):
-    bb = load_model("tiny_cnn", device="cpu", score_mode="logit")
+    bb = load_model("tiny_cnn", device="cpu", score_mode="logit", batch_size=32)   # no measuring in a test
     x = bb.preprocess(cat_image)
     target = int(bb(x.unsqueeze(0))[0].argmax())
     g = true_grad(bb.module, x, target)
