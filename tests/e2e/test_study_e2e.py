@@ -52,11 +52,20 @@ def test_participant_completes_a_study(page, app_url, wait_for_app, tmp_path_fac
     page.reload()                                           # resume from the token in the URL
     wait_for_app(page)
     expect(page.get_by_text(f"Screen 3 of {total}")).to_be_visible(timeout=60_000)
-    for _ in range(total - 2):
-        wait_for_app(page)
+    for screen in range(3, total + 1):
+        expect(page.get_by_text(f"Screen {screen} of {total}")).to_be_visible(timeout=30_000)
         answer_screen(page, "5 - very well", "Map A", wait_for_app)
-        page.wait_for_timeout(300)
+        if screen < total:     # the next screen must replace this one before answering again
+            expect(page.get_by_text(f"Screen {screen + 1} of {total}")).to_be_visible(timeout=30_000)
     expect(page.get_by_text("Thank you! All your answers are saved.")).to_be_visible(timeout=30_000)
+
+    # the admin sees it on the results page (password from the app_url fixture)
+    page.goto(f"{app_url}/study_results")
+    wait_for_app(page)
+    page.get_by_label("Admin password").fill("test-admin")
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_text(f"1 participants, 1 completed; {total} responses.")).to_be_visible(timeout=60_000)
+    expect(page.get_by_role("button", name="Download all raw responses (CSV)")).to_be_enabled()
 
     rows = repo.response_rows(code)
     assert len(rows) == total and len({r["trial"] for r in rows}) == total
