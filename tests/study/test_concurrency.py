@@ -32,16 +32,14 @@ def test_threads_50x20_exactly_1000_rows(db_url):
     engine = open_db(db_url)
     repo = Repository(engine)
     code = likert_study(repo)
-    tokens = [repo.join(code) for _ in range(N_PARTICIPANTS)]
-    for t in tokens:
-        repo.consent(code, t)
-    orders = {t: [tid for tid, _ in repo.order(code, t)] for t in tokens}
     errors, start = [], threading.Barrier(N_PARTICIPANTS)
 
-    def participant(token):
+    def participant():
         try:
             start.wait()
-            for k, tid in enumerate(orders[token]):
+            token = repo.join(code)           # joins race too: each gets its own slot
+            repo.consent(code, token)
+            for k, (tid, _) in enumerate(repo.order(code, token)):
                 saved = repo.save_response(code, token, tid, rating=1 + k % 5)
                 if k % 4 == 0:          # a double-clicked submit: must return the same row
                     again = repo.save_response(code, token, tid, rating=5)
@@ -49,7 +47,7 @@ def test_threads_50x20_exactly_1000_rows(db_url):
         except Exception as e:     # noqa: BLE001 - collected and asserted below
             errors.append(repr(e))
 
-    threads = [threading.Thread(target=participant, args=(t,)) for t in tokens]
+    threads = [threading.Thread(target=participant) for _ in range(N_PARTICIPANTS)]
     t0 = time.perf_counter()
     for th in threads:
         th.start()
@@ -63,6 +61,7 @@ def test_threads_50x20_exactly_1000_rows(db_url):
         assert s.scalar(select(func.count()).select_from(Response)) == N_PARTICIPANTS * N_TRIALS
         pairs = s.execute(select(Response.participant_id, Response.trial_id)).all()
         assert len(set(pairs)) == len(pairs)
+        assert sorted(s.scalars(select(Participant.slot))) == list(range(N_PARTICIPANTS))
         answered = s.scalars(select(Participant.answered)).all()
         assert answered == [N_TRIALS] * N_PARTICIPANTS
         assert s.scalar(select(func.count()).select_from(Participant)
