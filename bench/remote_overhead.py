@@ -79,8 +79,10 @@ def main() -> None:
         proc, url = start_server(model, args.threads, max_batch)
         try:
             for encoding in ("tensor", "png"):
+                # the same request size as the local batch size: RISE draws its masks per call of
+                # 4 x bb.batch_size on large inputs, so only then are the queries (and the map) the same
                 bb = HttpBlackBox(url, api_key_env=None, encoding=encoding, cache_size=0,
-                                  concurrency=args.concurrency)
+                                  concurrency=args.concurrency, request_size=local.batch_size)
                 timed_rise(bb.view(), x, 64)                         # warm-up (connections, server batch size)
                 v = bb.view()
                 t_remote, sal = timed_rise(v, x, n)
@@ -90,8 +92,8 @@ def main() -> None:
         finally:
             proc.terminate()
             proc.wait(10)
-    print(f"RISE on the cat photo, loopback, {args.threads} torch thread(s) per side, "
-          f"{args.concurrency} parallel requests\n")
+    print(f"RISE on the cat photo, loopback, {args.threads} torch thread(s) per side (the server is a second "
+          f"process), {args.concurrency} parallel requests\n")
     print("| model | encoding | queries (remote) | local s | remote s | remote / local | extra ms per query | "
           "map corr. with local |")
     print("|---|---|---|---|---|---|---|---|")

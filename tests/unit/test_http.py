@@ -45,7 +45,10 @@ def fast_retry(**kw):
 @pytest.mark.parametrize("name", BLACK_BOX)
 def test_same_map_through_the_server(name, server, tiny_local, x32):
     params = tiny_params(name)
-    bb = HttpBlackBox(server.url, api_key_env=None, cache_size=0, **fast_retry())
+    # methods draw their perturbations per call of a multiple of bb.batch_size: match it (see README "http")
+    bb = HttpBlackBox(server.url, api_key_env=None, cache_size=0, request_size=tiny_local.batch_size,
+                      **fast_retry())
+    assert bb.batch_size == tiny_local.batch_size
     local = tiny_local.view()
     remote = bb.view()
     a = get_explainer(name, seed=5, **params).explain(local, x32, 3)
