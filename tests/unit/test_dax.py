@@ -48,7 +48,7 @@ def test_image_mask_concentrates_on_the_region():
     inside, share, peak = concentrated(sal, REGION)
     assert sal.shape == (H, H)
     assert peak
-    assert inside >= 0.7 > 5 * share            # the region is 14 % of the image
+    assert share < 0.15 and inside >= 0.7        # the region is 14 % of the image, 70 % of the mass
 
 
 def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
@@ -58,7 +58,7 @@ def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
     sal = get_explainer("dax", seed=0, n_samples=400, epochs=20, n_segments=24).explain(bb, x, 0)
     inside, share, peak = concentrated(sal, region)
     assert sal.shape == (32, 48)
-    assert peak and inside >= 0.5 > 6 * share   # the patch is 8 % of the spectrogram
+    assert share < 0.09 and peak and inside >= 0.5   # the patch is 8 % of the spectrogram, half the mass
 
 
 def test_same_seed_same_map_other_seed_other_map():
@@ -115,3 +115,16 @@ def test_runs_on_the_bundled_model(effnet, cat_x):
     sal = get_explainer("dax", seed=0, n_samples=32, epochs=1).explain(bb, cat_x, 285)
     assert sal.shape == (224, 224) and torch.isfinite(sal).all()
     assert bb.queries == 32
+
+
+def test_runs_on_the_bundled_audio_model():
+    """The real (1, F, T) sound-event model, when its weights are in the checkout (another helper builds it)."""
+    from models import load_model
+    try:
+        bb = load_model("sound_events", device="cpu")
+    except (KeyError, OSError, RuntimeError) as err:
+        pytest.skip(f"sound_events model not available: {err}")
+    x = torch.randn(*bb.input_shape, generator=torch.Generator().manual_seed(0))
+    sal = get_explainer("dax", seed=0, n_samples=48, epochs=1).explain(bb, x, 0)
+    assert sal.shape == tuple(bb.input_shape[-2:]) and torch.isfinite(sal).all()
+    assert bb.queries == 48
