@@ -33,7 +33,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--train-per-class", type=int, default=400)
     ap.add_argument("--test-per-class", type=int, default=100)
-    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--epochs", type=int, default=7)
     ap.add_argument("--width", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=WEIGHTS)
@@ -51,6 +51,19 @@ def main(argv=None):
     opt = torch.optim.AdamW(net.parameters(), lr=3e-3, weight_decay=1e-3)
     steps_per_epoch = (len(xtr) + 63) // 64
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, 3e-3, total_steps=args.epochs * steps_per_epoch)
+    def save(acc: float):
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(net.state_dict(), args.out)
+        card = {
+            "labels": LABELS, "width": args.width, "frontend": fe.config(),
+            "input": "log-mel, (clip(dB, -80, 0) + 80) / 80; 0 = silence",
+            "test_accuracy": round(acc, 4), "test_clips": len(xte), "train_clips": len(xtr),
+            "train_seed": 1, "test_seed": 2,
+            "training_command": "python scripts/train_sound_events.py " + " ".join(argv if argv is not None else sys.argv[1:]),
+            "training_seconds": round(time.time() - t0, 1),
+        }
+        (args.out.with_suffix(".json") if args.out != WEIGHTS else CARD).write_text(json.dumps(card, indent=2) + "\n")
+
     g = torch.Generator().manual_seed(0)
     for epoch in range(args.epochs):
         net.train()
@@ -65,21 +78,10 @@ def main(argv=None):
             loss.backward()
             opt.step()
             sched.step()
-        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, test acc {accuracy(net, xte, yte):.3f} "
-              f"({time.time() - t0:.0f} s)", flush=True)
+        acc = accuracy(net, xte, yte)
+        save(acc)  # each epoch, so an interrupted run still leaves consistent weights and card
+        print(f"epoch {epoch + 1}: loss {loss.item():.3f}, test acc {acc:.3f} ({time.time() - t0:.0f} s)", flush=True)
 
-    acc = accuracy(net, xte, yte)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), args.out)
-    card = {
-        "labels": LABELS, "width": args.width, "frontend": fe.config(),
-        "input": "log-mel, (clip(dB, -80, 0) + 80) / 80; 0 = silence",
-        "test_accuracy": round(acc, 4), "test_clips": len(xte), "train_clips": len(xtr),
-        "train_seed": 1, "test_seed": 2,
-        "training_command": "python scripts/train_sound_events.py " + " ".join(argv if argv is not None else sys.argv[1:]),
-        "training_seconds": round(time.time() - t0, 1),
-    }
-    (args.out.with_suffix(".json") if args.out != WEIGHTS else CARD).write_text(json.dumps(card, indent=2) + "\n")
     print(f"test accuracy {acc:.4f}; wrote {args.out} ({args.out.stat().st_size / 1e3:.0f} kB) in "
           f"{time.time() - t0:.0f} s")
 
