@@ -23,7 +23,8 @@ def analyse(rows: list[dict], *, exclude_failed: bool = True, max_ok: int = 2) -
         ratings.append({"method": m, "mean": mean, "ci_low": lo, "ci_high": hi, "n": n})
     pairs = [(r["preferred_method"], r["method_b"] if r["choice"] == 0 else r["method_a"])
              for r in kept if r["kind"] == "pairwise"]
-    items, wins = stats.win_matrix(pairs, [m for m in methods]) if pairs else (methods, np.zeros((0, 0)))
+    # only methods that were compared: one never compared has no Bradley-Terry strength
+    items, wins = stats.win_matrix(pairs) if pairs else ([], np.zeros((0, 0)))
     bt = stats.bradley_terry(wins) if pairs else np.zeros(0)
     raters = sorted({r["participant"] for r in likert})
     units = sorted({r["trial"] for r in likert})
