@@ -92,6 +92,8 @@ with new_tab:
                 st.session_state[P + "created"] = code
             except StudyError as e:
                 st.error(str(e))
+            except Exception as e:      # noqa: BLE001 - a model/engine failure is shown, the app keeps running
+                st.error(f"Could not compute the maps: {type(e).__name__}: {e}")
             bar.empty()
     code = st.session_state.get(P + "created")
     if code:
