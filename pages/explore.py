@@ -35,7 +35,7 @@ def method_label(name: str) -> str:
     return f"{cls.title or name}" + ("  (white-box reference)" if cls.white_box else "")
 
 
-st.title("🔍 Explore")
+st.title("Explore")
 st.caption("Explain an image classifier by querying it only: pick an image, a model and a method, "
            "then watch the saliency map converge.")
 

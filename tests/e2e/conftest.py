@@ -50,6 +50,9 @@ def app_url(tmp_path_factory):
                SALIENCY_CACHE_DIR=str(tmp / "cache"),
                STUDY_DB_URL=f"sqlite:///{tmp / 'study.db'}",
                STUDY_ADMIN_PASSWORD="test-admin")
+    # One torch thread: on an oversubscribed CI box (load >> cores) 2-thread OpenMP regions stall at their
+    # barriers and 10 queries took > 150 s in the server; with one thread the same run takes seconds.
+    env.setdefault("OMP_NUM_THREADS", "1")
     python = ROOT / ".venv" / "bin" / "python"
     cmd = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
