@@ -174,3 +174,27 @@ def test_png_encoding_on_a_real_photo(server, tiny_local, cat_image):
     a = get_explainer("occlusion", seed=0, patch=8, stride=8).explain(tiny_local.view(), x, 3)
     b = get_explainer("occlusion", seed=0, patch=8, stride=8).explain(bb.view(), x, 3)
     assert torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1] > 0.99
+
+
+def test_rate_limit_spaces_request_starts(monkeypatch):
+    """rate_limit=4 per second: five back-to-back starts are spaced 0.25 s apart (clock and sleep faked)."""
+    import models.http as mh
+    now = [100.0]
+    slept = []
+    monkeypatch.setattr(mh.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(mh.time, "sleep", lambda s: (slept.append(s), now.__setitem__(0, now[0] + s)))
+    lim = mh._RateLimiter(4.0)
+    starts = []
+    for _ in range(5):
+        lim.wait()
+        starts.append(now[0])
+    assert starts == pytest.approx([100.0, 100.25, 100.5, 100.75, 101.0])
+    mh._RateLimiter(None).wait()          # no limit: no sleep
+    assert len(slept) == 4
+
+
+def test_serve_cli_refuses_an_empty_key_variable(monkeypatch, capsys):
+    from models.serve import main
+    monkeypatch.delenv("NO_SUCH_KEY_VAR_9", raising=False)
+    assert main(["tiny_cnn", "--api-key-env", "NO_SUCH_KEY_VAR_9"]) == 2
+    assert "NO_SUCH_KEY_VAR_9" in capsys.readouterr().err
