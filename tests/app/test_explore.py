@@ -1,7 +1,8 @@
 """The Explore page in AppTest: the real app, the bundled EfficientNet-Lite0, real photographs.
 
 AppTest cannot fire ``run_every``, so a run is driven to completion by calling ``at.run()`` in a bounded loop.
-Sobol with grid 2 and 2 designs costs 2 x (4 + 1) = 10 queries.
+Sobol with grid 2 and 4 designs costs 4 x (4 + 1) = 20 queries (with 2 designs of the unscrambled
+sequence A_n == B_n and every index is 0).
 """
 import io
 import json
@@ -64,7 +65,7 @@ def upload(at: AppTest, name: str, payload: bytes, mime: str) -> AppTest:
 def small_sobol(at: AppTest) -> None:
     at.selectbox(key="explore.method").set_value("sobol").run()
     at.slider(key="explore.sobol.grid_size").set_value(2)
-    at.select_slider(key="explore.sobol.nb_design").set_value(2).run()
+    at.select_slider(key="explore.sobol.nb_design").set_value(4).run()
 
 
 def run_to_end(at: AppTest, max_polls: int = 120) -> None:
@@ -92,7 +93,7 @@ def test_upload_photo_run_sobol_and_download(cat_jpeg, downloads):
     assert target.value == 285                                  # defaults to the top-1 class
 
     small_sobol(at)
-    assert any("**Query budget:** 10 queries" in m.value for m in at.markdown)
+    assert any("**Query budget:** 20 queries" in m.value for m in at.markdown)
     run_to_end(at)
     assert not at.exception and not at.error
     assert at.get("progress")[0].proto.value == 100
@@ -105,8 +106,8 @@ def test_upload_photo_run_sobol_and_download(cat_jpeg, downloads):
     png = Image.open(io.BytesIO(next(v for k, v in downloads.items() if k.endswith(".png"))))
     assert png.size == (224, 224) and png.mode == "RGB"
     record = json.loads(next(v for k, v in downloads.items() if k.endswith(".json")))
-    assert record["method"] == "sobol" and record["params"]["grid_size"] == 2 and record["params"]["nb_design"] == 2
-    assert record["queries"] == 10 and record["target"] == 285 and record["target_label"] == "Egyptian cat"
+    assert record["method"] == "sobol" and record["params"]["grid_size"] == 2 and record["params"]["nb_design"] == 4
+    assert record["queries"] == 20 and record["target"] == 285 and record["target_label"] == "Egyptian cat"
     assert record["status"] == "done" and "torch" in record["versions"] and record["from_cache"] is False
 
     # the same request again is answered from the cache, and the page says so
