@@ -79,8 +79,7 @@ def main() -> None:
         proc, url = start_server(model, args.threads, max_batch)
         try:
             for encoding in ("tensor", "png"):
-                # the same request size as the local batch size: RISE draws its masks per call of
-                # 4 x bb.batch_size on large inputs, so only then are the queries (and the map) the same
+                # the same request size as the local batch size, so both paths make the same forward calls
                 bb = HttpBlackBox(url, api_key_env=None, encoding=encoding, cache_size=0,
                                   concurrency=args.concurrency, request_size=local.batch_size)
                 timed_rise(bb.view(), x, 64)                         # warm-up (connections, server batch size)

@@ -42,14 +42,21 @@ class Rise(Explainer):
     def query_budget(self, input_shape) -> int:
         return self.n_masks
 
-    def masks(self, k: int, h: int, w: int, gen: torch.Generator, device) -> torch.Tensor:
-        """(k, 1, H, W) smooth random masks in [0, 1], made on ``device``."""
+    def draws(self, n: int, h: int, w: int, gen: torch.Generator, device):
+        """All random draws up front (binary grids and shifts: a few bytes per mask), so the masks, and the map,
+        do not depend on how many inputs each forward call takes (the batch size is measured per machine)."""
         s = self.grid_size
         ch, cw = math.ceil(h / s), math.ceil(w / s)
-        grid = (torch.rand(k, 1, s, s, generator=gen, device=device) < self.p1).float()
+        grid = (torch.rand(n, 1, s, s, generator=gen, device=device) < self.p1).float()
+        dy = torch.randint(0, ch, (n,), generator=gen, device=device)
+        dx = torch.randint(0, cw, (n,), generator=gen, device=device)
+        return grid, dy, dx
+
+    def masks(self, grid: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """(k, 1, H, W) smooth masks in [0, 1] from k grids and shifts, made on their device."""
+        s, k, device = self.grid_size, grid.shape[0], grid.device
+        ch, cw = math.ceil(h / s), math.ceil(w / s)
         up = F.interpolate(grid, size=((s + 1) * ch, (s + 1) * cw), mode="bilinear", align_corners=False)
-        dy = torch.randint(0, ch, (k,), generator=gen, device=device)
-        dx = torch.randint(0, cw, (k,), generator=gen, device=device)
         # per-mask crop as one gather over the flattened upsampled grid: rows dy..dy+h, cols dx..dx+w
         wu = up.shape[-1]
         base = (torch.arange(h, device=device)[:, None] * wu + torch.arange(w, device=device)[None, :]).view(1, -1)
@@ -61,7 +68,7 @@ class Rise(Explainer):
         n_total = self.n_masks
         h, w = x.shape[-2:]
         dev = x.device
-        gen = self.generator(dev)
+        grid, dy, dx = self.draws(n_total, h, w, self.generator(dev), dev)
         baseline = make_baseline(x, self.baseline)
         s_sum = torch.zeros(h, w, device=dev)
         # whole model batches per call (no ragged chunk), more of them for small inputs
@@ -73,7 +80,7 @@ class Rise(Explainer):
 
         while done < n_total:
             k = min(per_call, n_total - done)
-            m = self.masks(k, h, w, gen, dev)
+            m = self.masks(grid[done:done + k], dy[done:done + k], dx[done:done + k], h, w)
             y = bb(blend(x, baseline, m))[:, target]
             s_sum += torch.einsum("k,khw->hw", y, m[:, 0])
             done += k

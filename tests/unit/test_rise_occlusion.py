@@ -44,7 +44,7 @@ def test_overlapping_patches_average_their_deltas():
 
 def test_rise_masks_are_smooth_shifted_and_keep_p1():
     e = get_explainer("rise", grid_size=4, p1=0.3)
-    m = e.masks(512, H, W, torch.Generator().manual_seed(0), "cpu")
+    m = e.masks(*e.draws(512, H, W, torch.Generator().manual_seed(0), "cpu"), H, W)
     assert m.shape == (512, 1, H, W) and m.min() >= 0 and m.max() <= 1
     assert abs(m.mean().item() - 0.3) < 0.02
     assert ((m > 0.01) & (m < 0.99)).float().mean() > 0.2              # bilinear: soft edges
