@@ -204,3 +204,26 @@ def test_param_widgets_follow_declarations():
     values, twin = at.session_state["values.sobol"]
     assert values["nb_design"] == 64 and twin["nb_design"] == explainer_class("sobol").defaults("cpu")["nb_design"]
     assert at.select_slider(key="a.sobol.nb_design").options == [str(2 ** k) for k in range(1, 11)]
+
+
+def test_torchscript_upload_and_bad_model_file():
+    """A scripted model with its declared input size classifies the example photo; a non-model file is refused."""
+    import torch
+
+    from models.zoo import TinyCNN
+
+    buf = io.BytesIO()
+    torch.jit.save(torch.jit.script(TinyCNN().eval()), buf)
+    at = open_explore()
+    at.radio(key="explore.model_source").set_value("TorchScript file").run()
+    at.number_input(key="explore.ts_h").set_value(32)
+    at.number_input(key="explore.ts_w").set_value(32)
+    at.text_area(key="explore.ts_labels").set_value("\n".join(f"thing {i}" for i in range(10))).run()
+    at.file_uploader(key="explore.ts_file").set_value(("tiny.pt", b"not a model", "application/octet-stream")).run()
+    assert not at.exception
+    assert any("tiny.pt" in e.value and "Not a TorchScript model" in e.value for e in at.error)
+    at.file_uploader(key="explore.ts_file").set_value(("tiny.pt", buf.getvalue(), "application/octet-stream")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    preds = top5(at)
+    assert len(preds) == 5 and all(c.startswith("thing ") for c in preds["class"])
+    assert 0 < preds["probability"].sum() <= 1 + 1e-6 and preds["probability"].is_monotonic_decreasing
