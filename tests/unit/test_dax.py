@@ -41,6 +41,7 @@ def concentrated(sal, region):
     return inside, share, in_region
 
 
+@pytest.mark.slow          # ~40 s on 2 shared cores (500 samples, 20 epochs of training)
 def test_image_mask_concentrates_on_the_region():
     x = picture()
     bb = region_box(x)
@@ -51,6 +52,7 @@ def test_image_mask_concentrates_on_the_region():
     assert share < 0.15 and inside >= 0.7        # the region is 14 % of the image, 70 % of the mass
 
 
+@pytest.mark.slow
 def test_spectrogram_mask_concentrates_on_the_time_frequency_patch():
     x = torch.rand(1, 32, 48, generator=torch.Generator().manual_seed(2)) * 2 - 1
     region = (slice(8, 16), slice(24, 40))
