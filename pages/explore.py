@@ -90,6 +90,9 @@ with left:
         budget, params_error = None, str(e)
     if params_error:
         st.error(params_error)
+    elif bb.meta.get("remote"):  # a remote model's time is the endpoint's; its cost is what matters
+        from ui.remote import run_cost_text
+        st.markdown(f"**Query budget:** {budget:,} queries. {run_cost_text(budget)}")
     else:
         cost = query_cost(bb)
         expected = f" · expected ≈ {fmt_seconds(budget * cost)} on {bb.device.type.upper()} " \

@@ -48,3 +48,31 @@ def test_connect_cost_and_key_never_shown(server):
     assert "served 1, remote 0" in text      # the earlier rerun sent this input; the shared cache answers now
     assert "1,200 queries" in text and "2.4000" in text              # 1200 x 0.002 before the run starts
     assert KEY not in text
+
+
+def test_explore_page_runs_through_a_remote_endpoint(server):
+    """The Explore page with a remote model: the budget line says what a run sends (no local time estimate),
+    and a Sobol run completes through the endpoint with the key only in the password field."""
+    import time
+    from pathlib import Path
+
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
+    at.run()
+    at.radio(key="explore.model_source").set_value("Remote endpoint (HTTP)").run()
+    at.text_input(key="explore.remote.url").set_value(server.url).run()
+    at.text_input(key="explore.remote.key").set_value(KEY).run()
+    assert not at.exception, at.exception
+    at.selectbox(key="explore.method").set_value("sobol").run()
+    at.slider(key="explore.sobol.grid_size").set_value(2).run()
+    at.select_slider(key="explore.sobol.nb_design").set_value(4).run()
+    text = shown_text(at)
+    assert "sends at most 20 queries to the endpoint" in text
+    assert "ms per query" not in text
+    at.button(key="explore.run").click().run()
+    deadline = time.monotonic() + 60
+    while not any("done" in (p.proto.text or "") for p in at.get("progress")):
+        assert time.monotonic() < deadline, "the remote run did not finish"
+        time.sleep(0.3)
+        at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert KEY not in shown_text(at)
