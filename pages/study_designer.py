@@ -7,9 +7,9 @@ from PIL import Image
 from explainers import list_explainers
 from explainers.registry import explainer_class
 from models import list_models
-from study import Repository, StudyError, default_url, open_db
-from study.auth import HOW_TO_SET, expected_password, password_ok
+from study import StudyError
 from study.design import compute_stimuli
+from ui.study import admin_gate, study_repo
 from ui.inputs import EXAMPLES_DIR, example_names
 from ui.params import param_widgets
 from ui.state import current_device, get_engine, get_model
@@ -18,34 +18,11 @@ P = "study_designer."
 DEFAULT_QUESTION = "How well does the highlighted region explain the model's decision?"
 
 
-@st.cache_resource
-def _repo(url: str) -> Repository:
-    return Repository(open_db(url))
-
-
-def admin_gate(prefix: str) -> bool:
-    """True once the admin password was entered in this session (constant-time check)."""
-    expected = expected_password(st.secrets)
-    if expected is None:
-        st.warning(HOW_TO_SET)
-        return False
-    if st.session_state.get("study_admin_ok"):
-        return True
-    with st.form(f"{prefix}login"):
-        given = st.text_input("Admin password", type="password", key=f"{prefix}password")
-        if st.form_submit_button("Log in"):
-            if password_ok(given, expected):
-                st.session_state["study_admin_ok"] = True
-                st.rerun()
-            st.error("Wrong password.")
-    return False
-
-
 st.title("🧪 Study designer")
 if not admin_gate(P):
     st.stop()
 
-repo = _repo(default_url())
+repo = study_repo()
 new_tab, list_tab = st.tabs(["New study", "Studies"])
 
 with new_tab:

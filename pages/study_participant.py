@@ -11,16 +11,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from study import Repository, StudyError, default_url, open_db
+from study import StudyError
 from ui.plots import overlay_image
+from ui.study import study_repo
 
 P = "study_participant."
 SCALE = {1: "1 - not at all", 2: "2", 3: "3", 4: "4", 5: "5 - very well"}
-
-
-@st.cache_resource
-def _repo(url: str) -> Repository:
-    return Repository(open_db(url))
 
 
 def _overlay(view) -> Image.Image:
@@ -32,7 +28,7 @@ def _original(view) -> Image.Image:
     return Image.open(io.BytesIO(view.image_png)).convert("RGB")
 
 
-repo = _repo(default_url())
+repo = study_repo()
 code = st.query_params.get("study")
 token = st.query_params.get("token")
 

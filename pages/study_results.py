@@ -6,41 +6,17 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from study import Repository, default_url, open_db
 from study.analysis import analyse, to_csv
-from study.auth import HOW_TO_SET, expected_password, password_ok
+from ui.study import admin_gate, study_repo
 
 P = "study_results."
-
-
-@st.cache_resource
-def _repo(url: str) -> Repository:
-    return Repository(open_db(url))
-
-
-def admin_gate(prefix: str) -> bool:
-    """True once the admin password was entered in this session (constant-time check)."""
-    expected = expected_password(st.secrets)
-    if expected is None:
-        st.warning(HOW_TO_SET)
-        return False
-    if st.session_state.get("study_admin_ok"):
-        return True
-    with st.form(f"{prefix}login"):
-        given = st.text_input("Admin password", type="password", key=f"{prefix}password")
-        if st.form_submit_button("Log in"):
-            if password_ok(given, expected):
-                st.session_state["study_admin_ok"] = True
-                st.rerun()
-            st.error("Wrong password.")
-    return False
 
 
 st.title("📊 Study results")
 if not admin_gate(P):
     st.stop()
 
-repo = _repo(default_url())
+repo = study_repo()
 studies = repo.list_studies()
 if not studies:
     st.info("No studies yet: create one in the Study designer.")
