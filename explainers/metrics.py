@@ -264,3 +264,5 @@ def evaluate(bb: BlackBox, x: torch.Tensor, target: int, saliency: Any, *, mask:
         out["iou"] = iou(saliency, mask, options.get("threshold", IOU_THRESHOLD))
     out["metric_queries"] = queries
     return out
+
+from ._fidelity import gradient_fidelity  # noqa: E402,F401

@@ -1,0 +1,171 @@
+"""Convergence lab: the math behind pages/lab.py (no Streamlit here).
+
+Two things are computed:
+
+* a toy two-dimensional function (a sum of Gaussian bumps), its analytic gradient, and the likelihood-ratio
+  (score-function) estimate of that gradient at grid points, with antithetic pairs:
+  ``g = mean((f(p + z) - f(p - z)) / 2 * z) / sigma^2``, z ~ N(0, sigma^2 I) (Zhang et al., arXiv 2403.15603,
+  2024; Cai and Wunder, ICML 2024). The estimate is unbiased for the gradient of the *Gaussian-smoothed* f,
+  so a large sigma is biased (it blurs the bumps) and a small sigma with few samples is noisy.
+* ``cosine_curves``: stream query-only gradient estimators (LR, GEEX, iGEEX) on a real model and record the
+  cosine of their gradient estimate with the autograd gradient against queries, over several seeds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ._fidelity import cosine, true_gradient
+
+
+def _cos(g: torch.Tensor, g_true: torch.Tensor) -> float:
+    """Cosine with the true gradient; a (1, H, W) estimate (channel-shared noise) is broadcast over the channels."""
+    g = torch.as_tensor(g)
+    if g.dim() == 3 and g.shape[0] == 1:
+        g = g.expand(g_true.shape[0], -1, -1)
+    return cosine(g, g_true)
+from .registry import get_explainer
+
+# (amplitude, centre x, centre y, width): two hills and a pit on [-2, 2]^2
+BUMPS = ((1.0, -0.8, -0.5, 0.6), (0.7, 0.9, 0.7, 0.5), (-0.8, 0.6, -0.9, 0.45))
+EXTENT = 2.0
+
+
+def toy_f(p: np.ndarray, bumps=BUMPS) -> np.ndarray:
+    """f(p) = sum_k a_k exp(-|p - m_k|^2 / (2 s_k^2)) for points p of shape (..., 2)."""
+    p = np.asarray(p, float)
+    out = np.zeros(p.shape[:-1])
+    for a, mx, my, s in bumps:
+        out += a * np.exp(-((p[..., 0] - mx) ** 2 + (p[..., 1] - my) ** 2) / (2 * s * s))
+    return out
+
+
+def toy_grad(p: np.ndarray, bumps=BUMPS) -> np.ndarray:
+    """Analytic gradient (..., 2) of :func:`toy_f`."""
+    p = np.asarray(p, float)
+    out = np.zeros(p.shape)
+    for a, mx, my, s in bumps:
+        d = p - np.array([mx, my])
+        e = a * np.exp(-(d ** 2).sum(-1) / (2 * s * s))
+        out += (-e / (s * s))[..., None] * d
+    return out
+
+
+def grid(n: int = 12, extent: float = EXTENT) -> np.ndarray:
+    """(n*n, 2) grid points covering [-extent, extent]^2 (row-major, y outer)."""
+    t = np.linspace(-extent, extent, n)
+    xx, yy = np.meshgrid(t, t)
+    return np.stack([xx.ravel(), yy.ravel()], -1)
+
+
+def lr_toy_gradient(points: np.ndarray, sigma: float, n_samples: int, seed: int = 0,
+                    f: Callable[[np.ndarray], np.ndarray] = toy_f) -> np.ndarray:
+    """LR (antithetic) estimate (P, 2) of the gradient of ``f`` at each point from ``n_samples`` queries
+    (n_samples // 2 mirrored pairs, at least one)."""
+    if not (sigma > 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a positive number, got {sigma!r}")
+    if n_samples < 2:
+        raise ValueError(f"n_samples must be at least 2 (one mirrored pair), got {n_samples!r}")
+    points = np.asarray(points, float)
+    pairs = n_samples // 2
+    rng = np.random.default_rng(seed)
+    z = rng.standard_normal((pairs, *points.shape)) * sigma              # (pairs, P, 2)
+    coef = (f(points + z) - f(points - z)) / 2                           # (pairs, P)
+    return (coef[..., None] * z).mean(0) / sigma ** 2
+
+
+def mean_cosine(est: np.ndarray, true: np.ndarray) -> float:
+    """Mean over points of the cosine between two (P, 2) vector fields (points with a zero vector skipped)."""
+    ne, nt = np.linalg.norm(est, axis=-1), np.linalg.norm(true, axis=-1)
+    ok = (ne > 0) & (nt > 1e-9)
+    return float(((est * true).sum(-1)[ok] / (ne[ok] * nt[ok])).mean()) if ok.any() else 0.0
+
+
+# --------------------------------------------------------------------------------------- real models
+@dataclass
+class Curve:
+    """One method's curves: ``cosine[s, j]`` (seed s, checkpoint j); ``gap`` the same for a completeness gap."""
+    name: str
+    queries: list[int]
+    cosine: np.ndarray
+    gap: np.ndarray | None = None
+    extra: dict = field(default_factory=dict)
+
+    def band(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(mean, min, max) over seeds, ignoring checkpoints a seed never reached (NaN)."""
+        c = self.cosine
+        return np.nanmean(c, 0), np.nanmin(c, 0), np.nanmax(c, 0)
+
+
+def _method_and_params(name: str, spec: dict) -> tuple[str, dict]:
+    spec = dict(spec)
+    return spec.pop("method", name), spec
+
+
+def stream_cosines(bb, x: torch.Tensor, target: int, method: str, params: dict, seed: int,
+                   g_true: torch.Tensor | None = None, should_stop: Callable[[], bool] | None = None):
+    """Yield (queries, cosine, completeness_gap or None) for every estimate of one run (min_interval=0)."""
+    g_true = true_gradient(bb, x, target) if g_true is None else g_true
+    ex = get_explainer(method, seed=seed, **params)
+    for est in ex.stream(bb.view(), x, target, min_interval=0.0):
+        g = est.extras.get("gradient")
+        if g is None:
+            raise ValueError(f"{method} gives no gradient estimate (extras['gradient']); the lab needs one")
+        yield est.queries, _cos(g, g_true), est.metrics.get("completeness_gap")
+        if should_stop is not None and should_stop():
+            return
+
+
+def cosine_curves(bb, x: torch.Tensor, target: int, methods: dict[str, dict], seeds: Sequence[int],
+                  checkpoints: Sequence[int], on_point: Callable[[str, int, int, float], None] | None = None,
+                  should_stop: Callable[[], bool] | None = None) -> dict[str, Curve]:
+    """Cosine with the autograd gradient against queries for each method (display name -> params; a params
+    entry ``method`` names the registered method, else the display name is the method).
+
+    Each run streams with ``min_interval=0``; checkpoint j gets the last estimate made with at most
+    ``checkpoints[j]`` queries (NaN if none yet). The runs are budgeted to ``max(checkpoints)``: the caller's
+    ``n_samples``/``n_masks`` is set from it unless given. ``on_point(name, seed, queries, cosine)`` is
+    called for every estimate (live plotting).
+    """
+    if not bb.is_white_box:
+        raise ValueError(f"the convergence lab needs an open torch model for the true gradient; {bb.name} "
+                         "can only be queried")
+    checkpoints = sorted(int(c) for c in checkpoints)
+    if not checkpoints or checkpoints[0] < 1:
+        raise ValueError(f"checkpoints must be positive query counts, got {checkpoints!r}")
+    x = x.to(bb.device, torch.float32)
+    g_true = true_gradient(bb, x, target)
+    out: dict[str, Curve] = {}
+    for name, spec in methods.items():
+        method, params = _method_and_params(name, spec)
+        params = with_budget(method, params, checkpoints[-1])
+        cos = np.full((len(seeds), len(checkpoints)), np.nan)
+        gap = np.full((len(seeds), len(checkpoints)), np.nan)
+        has_gap = False
+        for si, seed in enumerate(seeds):
+            for q, c, g in stream_cosines(bb, x, target, method, params, seed, g_true, should_stop):
+                for j, cp in enumerate(checkpoints):
+                    if q <= cp:
+                        cos[si, j] = c
+                        if g is not None:
+                            gap[si, j], has_gap = g, True
+                if on_point is not None:
+                    on_point(name, seed, q, c)
+            if should_stop is not None and should_stop():
+                break
+        out[name] = Curve(name, checkpoints, cos, gap if has_gap else None)
+    return out
+
+
+def with_budget(method: str, params: dict, queries: int) -> dict:
+    """Fill the sample count of LR (n_samples) or GEEX/iGEEX (n_masks, mirrored: queries / 2) for a budget."""
+    params = dict(params)
+    if method == "lr":
+        params.setdefault("n_samples", max(2, int(queries)))
+    elif method in ("geex", "igeex"):
+        params.setdefault("n_masks", max(1, int(queries) // 2))
+    return params
