@@ -22,7 +22,7 @@ from models.base import BlackBox
 class Param:
     """One tunable parameter: what the UI shows as a slider / select / checkbox, and what ``__init__`` checks."""
     name: str
-    kind: str                      # "int" | "float" | "bool" | "choice"
+    kind: str                      # "int" | "float" | "bool" | "choice" | "str"
     default: Any
     low: float | None = None
     high: float | None = None
@@ -45,6 +45,10 @@ class Param:
             if not isinstance(value, (bool, int)) or value not in (0, 1, True, False):
                 raise ValueError(f"{where} must be true or false, got {value!r}")
             return bool(value)
+        if self.kind == "str":
+            if not isinstance(value, str) or len(value) > 200:
+                raise ValueError(f"{where} must be a short text, got {value!r}")
+            return value
         if self.kind == "choice":
             if value not in tuple(self.choices or ()):
                 raise ValueError(f"{where} must be one of {list(self.choices or ())}, got {value!r}")

@@ -51,6 +51,8 @@ def param_widget(p: Param, default: Any, key: str, container=st) -> Any:
     label, help_ = _label(p), p.help or None
     if p.kind == "bool":
         return container.checkbox(label, value=bool(default), help=help_, key=key)
+    if p.kind == "str":
+        return container.text_input(label, value=str(default), help=help_, key=key)
     if p.kind == "choice":
         choices = list(p.choices or ())
         return container.selectbox(label, choices, index=choices.index(default) if default in choices else 0,
