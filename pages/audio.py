@@ -11,12 +11,12 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from explainers import get_explainer, list_explainers
+from explainers import list_explainers
 from explainers.metrics import iou
 from explainers.registry import explainer_class
 from models import list_models
 from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure
-from ui.jobs import current_job, fmt_seconds, draw_progress, live_view, query_cost, start_job, stop_job
+from ui.jobs import budget_line, draw_progress, live_view, run_controls
 from ui.params import param_widgets
 from ui.plots import COLORMAPS, convergence_figure, heatmap_figure, metric_names, metrics_figure, npy_bytes
 from ui.state import get_model
@@ -69,31 +69,9 @@ with left:
     with st.expander("Parameters", expanded=True):
         params = param_widgets(cls, bb.device, key_prefix=P)
     seed = int(st.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}seed"))
-    try:
-        budget = get_explainer(method, seed=seed, **params).query_budget(tuple(x.shape))
-        params_error = None
-    except (ValueError, TypeError) as e:
-        budget, params_error = None, str(e)
-    if params_error:
-        st.error(params_error)
-    else:
-        cost = query_cost(bb)
-        st.markdown(f"**Query budget:** {budget:,} queries"
-                    + (f" · expected ≈ {fmt_seconds(budget * cost)}" if np.isfinite(cost) else ""))
-    context = (inp.input_id, bb.id)
-    job = current_job(SLOT, context)
-    running = job is not None and not job.snapshot().finished
-    b1, b2 = st.columns(2)
-    if b1.button("▶ Run", type="primary", disabled=params_error is not None or running, key=f"{P}run",
-                 width="stretch"):
-        try:
-            start_job(SLOT, bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
-                      context=context)
-            st.rerun()
-        except (ValueError, TypeError) as e:
-            st.error(str(e))
-    if b2.button("■ Stop", disabled=not running, key=f"{P}stop", width="stretch"):
-        stop_job(SLOT)
+    valid = budget_line(bb, method, params, seed, x.shape)
+    job = run_controls(SLOT, P, bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
+                       context=(inp.input_id, bb.id), valid=valid)
 
 with right:
     o1, o2, o3 = st.columns(3)

@@ -6,15 +6,14 @@ Thin page: inputs (ui.inputs), model (ui.model_picker), parameter widgets from t
 from __future__ import annotations
 
 import json
-import math
 
 import pandas as pd
 import streamlit as st
 
-from explainers import get_explainer, list_explainers
+from explainers import list_explainers
 from explainers.registry import explainer_class
 from ui.inputs import image_input
-from ui.jobs import (current_job, draw_progress, fmt_seconds, live_view, query_cost, start_job, stop_job)
+from ui.jobs import budget_line, draw_progress, fmt_seconds, live_view, run_controls
 from ui.model_picker import pick_model
 from ui.params import param_widgets, reset_params
 from ui.plots import (COLORMAPS, convergence_figure, heatmap_figure, metric_names, metrics_figure, npy_bytes,
@@ -83,36 +82,9 @@ with left:
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}seed"))
 
     run_bb = bb.view(score_mode=score_mode) if bb.outputs != "scores" else bb
-    try:
-        budget = get_explainer(method, seed=seed, **params).query_budget(tuple(x.shape))
-        params_error = None
-    except (ValueError, TypeError) as e:
-        budget, params_error = None, str(e)
-    if params_error:
-        st.error(params_error)
-    elif bb.meta.get("remote"):  # a remote model's time is the endpoint's; its cost is what matters
-        from ui.remote import run_cost_text
-        st.markdown(f"**Query budget:** {budget:,} queries. {run_cost_text(budget)}")
-    else:
-        cost = query_cost(bb)
-        expected = f" · expected ≈ {fmt_seconds(budget * cost)} on {bb.device.type.upper()} " \
-                   f"({cost * 1e3:.1f} ms per query, measured here)" if math.isfinite(cost) else ""
-        st.markdown(f"**Query budget:** {budget:,} queries{expected}")
-
-    context = (inp.input_id, run_bb.id)
-    job = current_job(SLOT, context)
-    running = job is not None and not job.snapshot().finished
-    b1, b2 = st.columns(2)
-    if b1.button("▶ Run", type="primary", disabled=params_error is not None or running, key=f"{P}run",
-                 width="stretch"):
-        try:
-            job = start_job(SLOT, run_bb, x, method, params, target=int(target), seed=seed,
-                            input_id=inp.input_id, context=context)
-            st.rerun()  # redraw the page as running (Stop enabled, polling on)
-        except (ValueError, TypeError) as e:
-            st.error(str(e))
-    if b2.button("■ Stop", disabled=not running, key=f"{P}stop", width="stretch"):
-        stop_job(SLOT)
+    valid = budget_line(run_bb, method, params, seed, x.shape)
+    job = run_controls(SLOT, P, run_bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
+                       context=(inp.input_id, run_bb.id), valid=valid)
 
 with right:
     o1, o2 = st.columns(2)

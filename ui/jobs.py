@@ -115,3 +115,41 @@ def query_cost(bb: BlackBox) -> float:
         return _query_cost(bb.id, str(bb.device), bb)
     except Exception:  # a remote or broken model: no estimate rather than no page
         return float("nan")
+
+
+def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, shape) -> bool:
+    """Show the query budget and the expected time (or, for a remote model, what the run sends and costs);
+    show a bad parameter as an error instead. Returns whether the parameters are valid."""
+    from explainers import get_explainer
+    try:
+        budget = get_explainer(method, seed=seed, **params).query_budget(tuple(shape))
+    except (ValueError, TypeError) as e:
+        st.error(str(e))
+        return False
+    if bb.meta.get("remote"):  # a remote model's time is the endpoint's; its cost is what matters
+        from ui.remote import run_cost_text
+        st.markdown(f"**Query budget:** {budget:,} queries. {run_cost_text(budget)}")
+        return True
+    cost = query_cost(bb)
+    expected = (f" · expected ≈ {fmt_seconds(budget * cost)} on {bb.device.type.upper()} "
+                f"({cost * 1e3:.1f} ms per query, measured here)") if cost == cost else ""
+    st.markdown(f"**Query budget:** {budget:,} queries{expected}")
+    return True
+
+
+def run_controls(slot: str, key_prefix: str, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any], *,
+                 target: int, seed: int, input_id: str, context: Any, valid: bool = True) -> Job | None:
+    """Run and Stop buttons around the slot's job; returns the job for this context (None before a run)."""
+    job = current_job(slot, context)
+    running = job is not None and not job.snapshot().finished
+    b1, b2 = st.columns(2)
+    if b1.button("▶ Run", type="primary", disabled=not valid or running, key=f"{key_prefix}run", width="stretch"):
+        try:
+            start_job(slot, bb, x, method, params, target=int(target), seed=seed, input_id=input_id,
+                      context=context)
+            st.rerun()  # redraw the page as running (Stop enabled, polling on)
+        except (ValueError, TypeError) as e:
+            st.error(str(e))
+    if b2.button("■ Stop", disabled=not running, key=f"{key_prefix}stop", width="stretch"):
+        stop_job(slot)
+    return job
