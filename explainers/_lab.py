@@ -13,6 +13,9 @@ Two things are computed:
 from __future__ import annotations
 
 import math
+import warnings
+import threading
+import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
@@ -128,7 +131,7 @@ def cosine_curves(bb, x: torch.Tensor, target: int, methods: dict[str, dict], se
 
     Each run streams with ``min_interval=0``; checkpoint j gets the last estimate made with at most
     ``checkpoints[j]`` queries (NaN if none yet). The runs are budgeted to ``max(checkpoints)``: the caller's
-    ``n_samples``/``n_masks`` is set from it unless given. ``on_point(name, seed, queries, cosine)`` is
+    ``n_samples``/``n_masks`` is set from it unless given. ``on_point(name, seed, queries, cosine, gap or None)`` is
     called for every estimate (live plotting).
     """
     if not bb.is_white_box:
@@ -154,7 +157,7 @@ def cosine_curves(bb, x: torch.Tensor, target: int, methods: dict[str, dict], se
                         if g is not None:
                             gap[si, j], has_gap = g, True
                 if on_point is not None:
-                    on_point(name, seed, q, c)
+                    on_point(name, seed, q, c, g)
             if should_stop is not None and should_stop():
                 break
         out[name] = Curve(name, checkpoints, cos, gap if has_gap else None)
@@ -169,3 +172,71 @@ def with_budget(method: str, params: dict, queries: int) -> dict:
     elif method in ("geex", "igeex"):
         params.setdefault("n_masks", max(1, int(queries) // 2))
     return params
+
+
+def step_band(series: Sequence[Sequence[tuple[int, float]]], qgrid: Sequence[int]):
+    """(mean, min, max) over runs of step functions given as (queries, value) points: at each q of ``qgrid``
+    a run's value is its last point at or before q (NaN where no run has one yet)."""
+    vals = np.full((max(1, len(series)), len(qgrid)), np.nan)
+    for i, pts in enumerate(series):
+        if not pts:
+            continue
+        q = np.array([p[0] for p in pts], float)
+        v = np.array([np.nan if p[1] is None else p[1] for p in pts], float)
+        idx = np.searchsorted(q, np.asarray(qgrid, float), side="right") - 1
+        vals[i] = np.where(idx >= 0, v[np.clip(idx, 0, None)], np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0)
+
+
+class LabRun:
+    """``cosine_curves`` in a background thread, its points readable while it runs (for live plots)."""
+
+    def __init__(self, bb, x, target, methods: dict[str, dict], seeds: Sequence[int], budget: int):
+        self.methods, self.seeds, self.budget = dict(methods), list(seeds), int(budget)
+        self.points: dict[str, dict[int, list[tuple[int, float, float | None]]]] = {
+            n: {s: [] for s in self.seeds} for n in self.methods}
+        self.current: str | None = None
+        self.error: str | None = None
+        self.done = False
+        self.started = time.perf_counter()
+        self.elapsed = 0.0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._run, args=(bb, x, target), daemon=True, name="lab-run")
+        self._thread.start()
+
+    def _point(self, name, seed, q, c, g):
+        with self._lock:
+            self.current = name
+            self.points[name][seed].append((int(q), float(c), None if g is None else float(g)))
+
+    def _run(self, bb, x, target):
+        try:
+            cosine_curves(bb, x, target, self.methods, self.seeds, [self.budget], on_point=self._point,
+                          should_stop=self._stop.is_set)
+            if self._stop.is_set():
+                self.error = "stopped"
+        except Exception as e:  # shown by the page; the app keeps running
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            self.elapsed = time.perf_counter() - self.started
+            self.done = True
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    def progress(self) -> float:
+        with self._lock:
+            got = sum(max((p[0] for p in pts), default=0) for runs in self.points.values() for pts in runs.values())
+        return 1.0 if self.done else min(1.0, got / max(1, self.budget * len(self.seeds) * len(self.methods)))
+
+    def bands(self, qgrid: Sequence[int], which: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """name -> (mean, min, max) over seeds of the cosine (which=1) or the completeness gap (which=2)."""
+        with self._lock:
+            snap = {n: [[(p[0], p[which]) for p in pts] for pts in runs.values()] for n, runs in self.points.items()}
+        return {n: step_band(series, qgrid) for n, series in snap.items() if any(series)}

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import explainers  # noqa: F401  (registers the methods)
-from explainers._lab import (cosine_curves, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
+from explainers._lab import (LabRun, cosine_curves, step_band, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
                              with_budget)
 from explainers._fidelity import true_gradient
 from explainers.metrics import gradient_fidelity
@@ -94,7 +94,7 @@ def test_cosine_curves_lr_improves_with_queries(tiny):
     assert c.queries == [300, 3000] and c.cosine.shape == (2, 2) and c.gap is None
     mean, lo, hi = c.band()
     assert mean[1] > mean[0] + 0.1 and lo[1] > 0.3     # more queries, closer to the true gradient
-    assert {s for _, s, _, _ in seen} == {0, 1} and max(q for _, _, q, _ in seen) == 3001
+    assert {a[1] for a in seen} == {0, 1} and max(a[2] for a in seen) == 3001
 
 
 def test_cosine_curves_geex_igeex_gap(tiny):
@@ -112,3 +112,15 @@ def test_with_budget_and_white_box_check(tiny):
     fn = BlackBox(lambda b: tiny(b), labels=tiny.labels, input_shape=tiny.input_shape)
     with pytest.raises(ValueError, match="open torch model"):
         cosine_curves(fn, torch.rand(tiny.input_shape), 0, {"lr": {}}, [0], [10])
+
+
+def test_step_band_and_lab_run(tiny):
+    mean, lo, hi = step_band([[(10, 0.2), (20, 0.6)], [(15, 0.4)]], [5, 10, 15, 25])
+    assert np.isnan(mean[0]) and mean[1] == pytest.approx(0.2)
+    assert (lo[2], hi[2]) == pytest.approx((0.2, 0.4)) and (lo[3], hi[3]) == pytest.approx((0.4, 0.6))
+    bb = tiny.view(score_mode="logit")
+    run = LabRun(bb, torch.rand(bb.input_shape), 3, {"LR": {"method": "lr", "sigma": 0.05}}, [0, 1], 200)
+    run.wait(60)
+    assert run.done and run.error is None and run.progress() == 1.0
+    m, lo, hi = run.bands([201])["LR"]   # 200 samples + the control-variate query
+    assert lo[0] <= m[0] <= hi[0] and np.isfinite(m[0])
