@@ -136,7 +136,7 @@ with tab_toy:
     fig, ax = plt.subplots(figsize=(6, 5.2))
     cs = ax.contourf(xx, yy, toy_f(np.stack([xx, yy], -1)), levels=20, cmap="viridis")
     fig.colorbar(cs, ax=ax, label="f(p)")
-    scale = np.percentile(np.linalg.norm(g_true, axis=-1), 90) * 12
+    scale = np.percentile(np.linalg.norm(g_true, axis=-1), 90) * 20
     ax.quiver(pts[:, 0], pts[:, 1], g_true[:, 0], g_true[:, 1], color="black", scale=scale, width=0.004,
               label="true gradient")
     ax.quiver(pts[:, 0], pts[:, 1], g_est[:, 0], g_est[:, 1], color="red", scale=scale, width=0.004,
