@@ -6,7 +6,7 @@ EfficientNet-Lite0 (score mode logit), seed 0. Each method runs once to the larg
 A (1, H, W) estimate (GEEX's channel-shared noise) is broadcast over the colour channels.
 
     .venv/bin/python bench/gradient_cosine.py                      # 2,000 and 10,000 queries
-    .venv/bin/python bench/gradient_cosine.py --checkpoints 500 2000 --methods "LR plain" GEEX
+    .venv/bin/python bench/gradient_cosine.py --checkpoints 500 2000 --methods "LR plain" GEEX --sigma 0.05
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ def main() -> None:
     ap.add_argument("--checkpoints", type=int, nargs="+", default=[2000, 10000])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--sigma", type=float, default=None, help="noise sigma for every method (default: each one's)")
     ap.add_argument("--device", default=None)
     a = ap.parse_args()
 
@@ -52,7 +53,7 @@ def main() -> None:
     print("| method | params | " + " | ".join(f"cosine @ {c:,}" for c in cps) + " | seconds |", flush=True)
     print("|---|---|" + "---|" * len(cps) + "---|", flush=True)
     for name in a.methods:
-        spec = METHODS[name]
+        spec = {**METHODS[name], **({"sigma": a.sigma} if a.sigma is not None else {})}
         t0 = time.perf_counter()
         curve = cosine_curves(bb, x, target, {name: spec}, [a.seed], cps)[name]
         params = ", ".join(f"{k}={v}" for k, v in spec.items() if k != "method") or "defaults"
