@@ -57,10 +57,18 @@ class _NoiseEstimator(Explainer):
         total = self.n_masks
         s_sum = torch.zeros(1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:], device=x.device)
         done = 0
+        # several fixed-size draws per forward call on small inputs (the model's time is tiny there)
+        draws_per_call = max(1, (bb.batch_size * 4) // (2 * PAIRS_PER_DRAW)) if x[0].numel() <= 64 * 64 else 1
         while done < total:
-            k = min(PAIRS_PER_DRAW, total - done)
-            eps = self._noise(k, x.shape, gen)
-            centre = point(k, gen)                                       # (k, C, H, W)
+            eps_parts, centre_parts = [], []
+            for _ in range(draws_per_call):
+                k = min(PAIRS_PER_DRAW, total - done - sum(e.shape[0] for e in eps_parts))
+                if k <= 0:
+                    break
+                eps_parts.append(self._noise(k, x.shape, gen))
+                centre_parts.append(point(k, gen))                      # (k, C, H, W)
+            eps, centre = torch.cat(eps_parts), torch.cat(centre_parts)
+            k = eps.shape[0]
             dz = self.sigma * eps
             y = bb(torch.cat([centre + dz, centre - dz]))[:, target]
             coef = (y[:k] - y[k:]) / (2 * self.sigma)
