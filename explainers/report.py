@@ -104,7 +104,7 @@ class Comparison:
 
 def slug(label: str) -> str:
     """A file-name-safe, readable version of a run label."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", label).strip("_") or "run"
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", label).strip("_-") or "run"
 
 
 def unique_labels(labels: Sequence[str]) -> list[str]:
