@@ -9,7 +9,8 @@ taken from B_n), so the Jansen estimator
 
     ST_i = sum_n (f(A_n) - f(C_{i,n}))^2 / (2 N Var(f(A)))
 
-can be read after any n >= 2 designs. B's own outputs are never used by Jansen, so they are not queried:
+can be read after any n >= 2 designs. N starts at 4: the first two unscrambled points (all 0, all 1/2) have
+A = B, so N = 2 gave an all-zero map. B's own outputs are never used by Jansen, so they are not queried:
 queries = nb_design * (grid_size^2 + 1).
 """
 from __future__ import annotations
@@ -30,8 +31,9 @@ class Sobol(Explainer):
     params = (
         Param("grid_size", "int", 8, 2, 16, help="Cells per side of the mask grid (d = grid_size^2 inputs).",
               unit="cells", cpu_default=6),
-        Param("nb_design", "int", 32, 2, 1024, power_of_two=True,
-              help="Quasi-Monte Carlo designs N (a power of two); queries = N x (grid_size^2 + 1).",
+        Param("nb_design", "int", 32, 4, 1024, power_of_two=True,
+              help="Quasi-Monte Carlo designs N (a power of two, at least 4: the unscrambled sequence's first two "
+                   "points give A = B in every cell); queries = N x (grid_size^2 + 1).",
               cpu_default=16),
         Param("perturbation", "choice", "inpaint", choices=("inpaint", "blur"),
               help="What a masked-out cell becomes: zeros in the model's input space (inpaint) or a blur."),

@@ -56,7 +56,7 @@ def small_runs(at: AppTest, second: str = "sobol") -> None:
     at.selectbox(key=P + "1.method").set_value(second).run()
     at.slider(key=P + f"1.{second}.grid_size").set_value(2)
     if second == "sobol":
-        at.select_slider(key=P + "1.sobol.nb_design").set_value(2)
+        at.select_slider(key=P + "1.sobol.nb_design").set_value(4)
     at.checkbox(key=P + "mu").uncheck().run()
     assert not at.exception, at.exception
 
@@ -82,7 +82,7 @@ def test_compare_runs_scores_and_exports(downloads):
     run_to_end(at)
     assert not at.error, [e.value for e in at.error]
     df = at.dataframe[0].value
-    assert list(df.index) == ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=2)"]
+    assert list(df.index) == ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=4)"]
     assert df["queries"].tolist() == [5, 10]
     assert (df["metric_queries"] == 2 * (STEPS + 1)).all()
     assert df["deletion_auc"].between(0, 1).all() and df["insertion_auc"].between(0, 1).all()
@@ -98,14 +98,14 @@ def test_compare_runs_scores_and_exports(downloads):
     data = downloads["saliency-comparison.zip"]
     manifest = check_zip(data)                          # the ZIP holds exactly what its manifest lists
     paths = {f["path"] for f in manifest["files"]}
-    for name in ("occlusion_patch_112_stride_112", "sobol_grid_size_2_nb_design_2"):
+    for name in ("occlusion_patch_112_stride_112", "sobol_grid_size_2_nb_design_4"):
         assert f"maps/{name}.npy" in paths and f"overlays/{name}.png" in paths
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         report = json.loads(z.read("report.json"))
         assert report["target"]["index"] == 285 and report["ground_truth"] is True
         assert [r["params"]["patch"] for r in report["runs"] if r["method"] == "occlusion"] == [112]
         assert "torch" in report["versions"]
-        sal = np.load(io.BytesIO(z.read("maps/sobol_grid_size_2_nb_design_2.npy")))
+        sal = np.load(io.BytesIO(z.read("maps/sobol_grid_size_2_nb_design_4.npy")))
         assert sal.shape == (224, 224) and np.isfinite(sal).all()
         rows = z.read("metrics.csv").decode().splitlines()
         assert len(rows) == 3 and rows[0].startswith("run,method,queries")
@@ -122,7 +122,7 @@ def test_two_settings_of_one_method_and_a_bad_mask():
     for i, grid in ((0, 2), (1, 3)):
         at.selectbox(key=f"{P}{i}.method").set_value("sobol").run()
         at.slider(key=f"{P}{i}.sobol.grid_size").set_value(grid)
-        at.select_slider(key=f"{P}{i}.sobol.nb_design").set_value(2)
+        at.select_slider(key=f"{P}{i}.sobol.nb_design").set_value(4)
     at.checkbox(key=P + "mu").uncheck().run()
     at.radio(key=P + "gt").set_value("Mask image").run()
     at.file_uploader(key=P + "mask_file").set_value(("mask.png", b"not a png at all", "image/png")).run()
@@ -133,5 +133,5 @@ def test_two_settings_of_one_method_and_a_bad_mask():
     assert any("no white pixel" in e.value for e in at.error)
     run_to_end(at)
     df = at.dataframe[0].value
-    assert list(df.index) == ["sobol (grid_size=2, nb_design=2)", "sobol (grid_size=3, nb_design=2)"]
+    assert list(df.index) == ["sobol (grid_size=2, nb_design=4)", "sobol (grid_size=3, nb_design=4)"]
     assert df["queries"].tolist() == [10, 20] and df["pointing_game"].isna().all()

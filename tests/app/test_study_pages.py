@@ -81,7 +81,7 @@ def test_designer_computes_and_freezes_a_study(db):
     _set_param(at, P + "occlusion.patch", 112)
     _set_param(at, P + "occlusion.stride", 112)
     _set_param(at, P + "sobol.grid_size", 2)
-    _set_param(at, P + "sobol.nb_design", 2)
+    _set_param(at, P + "sobol.nb_design", 4)
     at.run()
     at.button(key=P + "create").click().run()
     assert not at.exception and not at.error, [e.value for e in at.error]

@@ -52,7 +52,24 @@ def test_sobol_zero_weight_cell_gets_zero_and_estimates_improve():
     assert errs[-1] < 0.08 and errs[-1] <= errs[0]
 
 
-@pytest.mark.parametrize("bad", [3, 48, 100])
+@pytest.mark.parametrize("bad", [5, 48, 100])
 def test_sobol_nb_design_must_be_power_of_two(bad):
     with pytest.raises(ValueError, match="nb_design.*power of two"):
         get_explainer("sobol", nb_design=bad)
+
+
+@pytest.mark.parametrize("n", [4, 8])
+def test_sobol_smallest_designs_give_a_map(n):
+    """The smallest allowed designs give non-zero indices, and the cell the model ignores is not the top one.
+    (N = 2 is refused: the unscrambled sequence's first two points have A = B, which gave an all-zero map.)"""
+    w = torch.linspace(0.5, 2.0, GRID * GRID)
+    w[3] = 0.0
+    st = get_explainer("sobol", grid_size=GRID, nb_design=n).explain(additive_box(w), torch.ones(1, SIDE, SIDE), 0)
+    cells = st.reshape(GRID, CELL, GRID, CELL).mean(dim=(1, 3)).flatten()
+    assert st.abs().max() > 0
+    assert cells.argmax() != 3 and cells[3] < cells.max()
+
+
+def test_sobol_refuses_two_designs():
+    with pytest.raises(ValueError, match="nb_design"):
+        get_explainer("sobol", nb_design=2)
