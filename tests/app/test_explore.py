@@ -13,7 +13,6 @@ import numpy as np
 import pytest
 from PIL import Image
 from skimage import data
-from streamlit.runtime.media_file_manager import MediaFileManager
 from streamlit.testing.v1 import AppTest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,21 +29,6 @@ def _bytes(img: Image.Image, fmt: str, **kw) -> bytes:
 @pytest.fixture(scope="module")
 def cat_jpeg() -> bytes:
     return _bytes(Image.fromarray(data.chelsea()), "JPEG", quality=92)
-
-
-@pytest.fixture()
-def downloads(monkeypatch):
-    """file name -> bytes of every download button the page renders (AppTest has no click-to-download)."""
-    files: dict[str, bytes] = {}
-    add = MediaFileManager.add
-
-    def recording_add(self, path_or_data, mimetype, coordinates, file_name=None, is_for_static_download=False):
-        if is_for_static_download and file_name:
-            files[file_name] = path_or_data.encode() if isinstance(path_or_data, str) else bytes(path_or_data)
-        return add(self, path_or_data, mimetype, coordinates, file_name, is_for_static_download)
-
-    monkeypatch.setattr(MediaFileManager, "add", recording_add)
-    return files
 
 
 def open_explore() -> AppTest:

@@ -88,6 +88,26 @@ def browser_type_launch_args(browser_type_launch_args):
                      "--disable-sync", "--no-first-run", "--disable-quic"]}
 
 
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args):
+    """A tall window: the pages' controls, map and charts fit without scrolling (a module may override it)."""
+    return {**browser_context_args, "viewport": {"width": 1440, "height": 1700}}
+
+
+def set_slider(page, label: str, steps_above_min: int) -> None:
+    """Keyboard, not mouse: Home puts a Streamlit slider at its lowest value, each ArrowRight one step up."""
+    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+    thumb.focus()
+    thumb.press("Home")
+    for _ in range(steps_above_min):
+        thumb.press("ArrowRight")
+
+
+@pytest.fixture(name="set_slider")
+def _set_slider_fixture():
+    return set_slider
+
+
 def wait_for_app(page, timeout: float = 60_000):
     """Wait until the Streamlit script run has finished (the app is idle)."""
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",

@@ -4,22 +4,7 @@ players and the IoU with the clip's ground-truth mask; then upload bytes that ar
 while the page stays usable."""
 import re
 
-import pytest
 from playwright.sync_api import expect
-
-
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1440, "height": 1700}}
-
-
-def set_slider(page, label: str, steps_above_min: int) -> None:
-    """Keyboard, not mouse: Home puts a Streamlit slider at its lowest value, each ArrowRight one step up."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
-    thumb.focus()
-    thumb.press("Home")
-    for _ in range(steps_above_min):
-        thumb.press("ArrowRight")
 
 
 def choose(page, wait_for_app, label: str, option: str) -> None:
@@ -36,7 +21,7 @@ def chart_title(scope, text: str):
     return scope.locator(".js-plotly-plot .gtitle").filter(has_text=text).first
 
 
-def open_audio(page, app_url, wait_for_app) -> None:
+def open_audio(page, app_url, wait_for_app, set_slider) -> None:
     page.goto(app_url)
     wait_for_app(page, timeout=120_000)
     page.get_by_test_id("stSidebarNav").get_by_text("Audio", exact=True).click()
@@ -44,8 +29,8 @@ def open_audio(page, app_url, wait_for_app) -> None:
     wait_for_app(page, timeout=120_000)
 
 
-def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app):
-    open_audio(page, app_url, wait_for_app)
+def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app, set_slider):
+    open_audio(page, app_url, wait_for_app, set_slider)
 
     choose(page, wait_for_app, "Example clip", "chirp")
     main = page.get_by_test_id("stMain")
@@ -86,8 +71,8 @@ def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app):
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
-def test_audio_bad_upload_shows_error_and_page_recovers(page, app_url, wait_for_app):
-    open_audio(page, app_url, wait_for_app)
+def test_audio_bad_upload_shows_error_and_page_recovers(page, app_url, wait_for_app, set_slider):
+    open_audio(page, app_url, wait_for_app, set_slider)
     main = page.get_by_test_id("stMain")
 
     main.get_by_text("Upload a clip", exact=True).click()

@@ -5,28 +5,13 @@ Saves docs/screenshot-explore.png (the README shows it).
 import re
 from pathlib import Path
 
-import pytest
 from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot-explore.png"
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args):
-    return {**browser_context_args, "viewport": {"width": 1440, "height": 1700}}
-
-
-def set_slider(page, label: str, steps_above_min: int) -> None:
-    """Keyboard, not mouse: Home puts a Streamlit slider at its lowest value, each ArrowRight one step up."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
-    thumb.focus()
-    thumb.press("Home")
-    for _ in range(steps_above_min):
-        thumb.press("ArrowRight")
-
-
-def test_upload_cat_and_run_sobol(page, app_url, wait_for_app):
+def test_upload_cat_and_run_sobol(page, app_url, wait_for_app, set_slider):
     page.goto(app_url)
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Explore")).to_be_visible(timeout=120_000)
@@ -42,7 +27,7 @@ def test_upload_cat_and_run_sobol(page, app_url, wait_for_app):
     # a small budget that still gives a readable map: a 4 x 4 grid, 4 designs = 4 x (16 + 1) = 68 queries
     set_slider(page, "grid size", 2)         # 2 -> 4
     wait_for_app(page)
-    set_slider(page, "nb design", 1)         # 2 -> 4 (powers of two)
+    set_slider(page, "nb design", 0)         # the lowest power of two: 4
     wait_for_app(page)
     expect(page.get_by_text(re.compile(r"Query budget:\s*68 queries"))).to_be_visible(timeout=30_000)
 

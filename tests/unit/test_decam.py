@@ -4,21 +4,14 @@ import torch
 
 from explainers import get_explainer
 from models import BlackBox
+from tests import analytic
 
 H = 64
 REGION = (slice(16, 40), slice(32, 56))          # rows 2-4, cols 4-6 of an 8x8 grid of 8-pixel cells
 
 
 def region_box(x, region=REGION, modality="image"):
-    """Score of class 0 depends only on the pixels of ``region`` (how close they are to the original)."""
-    ref = x[:, region[0], region[1]].clone()
-
-    def fn(b):
-        d = ((b[:, :, region[0], region[1]] - ref) ** 2).mean(dim=(1, 2, 3))
-        s = torch.exp(-d / 0.05)
-        return torch.stack([s, 1 - s], 1)
-
-    return BlackBox(fn, labels=["region intact", "other"], input_shape=tuple(x.shape), modality=modality)
+    return analytic.region_box(x, region, modality)
 
 
 def noise_image(seed=1, shape=(3, H, H)):
