@@ -67,7 +67,7 @@ def test_compare_runs_scores_and_exports(downloads):
     assert not at.error, [e.value for e in at.error]
     df = at.dataframe[0].value
     assert list(df.index) == ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=4)"]
-    assert df["queries"].tolist() == [5, 10]
+    assert df["queries"].tolist() == [5, 20]
     assert (df["metric_queries"] == 2 * (STEPS + 1)).all()
     assert df["deletion_auc"].between(0, 1).all() and df["insertion_auc"].between(0, 1).all()
     assert df["mu_fidelity"].isna().all()
@@ -118,4 +118,4 @@ def test_two_settings_of_one_method_and_a_bad_mask():
     run_to_end(at)
     df = at.dataframe[0].value
     assert list(df.index) == ["sobol (grid_size=2, nb_design=4)", "sobol (grid_size=3, nb_design=4)"]
-    assert df["queries"].tolist() == [10, 20] and df["pointing_game"].isna().all()
+    assert df["queries"].tolist() == [20, 40] and df["pointing_game"].isna().all()
