@@ -13,6 +13,18 @@ user sees, the table the bench prints and the exported ``metrics.csv`` are one t
     ground_truth.png         the mask the localisation scores used (when one was given)
     maps/<run>.npy           raw (H, W) float32 maps
     overlays/<run>.png       min-max normalised map over the input (jet, alpha 0.5)
+
+Control rows. A score is only meaningful next to what a map that knows nothing about the model gets under the
+same protocol: on the cat photo, i.i.d. uniform random pixels get a lower (better) deletion AUC than all
+methods but one (README, Compare), because scattered removals destroy an image faster than compact ones. So a comparison can
+carry *controls* (:func:`control_map`, :func:`add_controls`): reference maps made without a single model query
+(``queries`` = 0), scored with the same ``metrics.evaluate`` (their metric queries are counted as for any run),
+marked ``control`` in the table, ``metrics.csv`` and ``report.json``, and left out of the rank-correlation
+matrix (a random map correlates ~0 with everything and would only crowd it).
+
+    random    i.i.d. uniform pixels (seeded): the scattered control
+    blocks    uniform values on a 7 x 7 grid, nearest-upsampled (seeded): a smooth, coarse random control
+    centre    a centred isotropic Gaussian, sigma = min(H, W) / 4: the classic centre-bias control
 """
 from __future__ import annotations
 
@@ -33,7 +45,14 @@ from . import metrics
 from .engine import package_versions
 
 TABLE_COLUMNS = ("run", "method", "queries", "wall_time_s", "deletion_auc", "insertion_auc", "mu_fidelity",
-                 "pointing_game", "iou", "metric_queries", "status")
+                 "pointing_game", "iou", "metric_queries", "status", "control")
+
+CONTROLS = ("random", "blocks", "centre")      # every kind of control map, in table order
+CONTROL_LABELS = {"random": "control: random pixels", "blocks": "control: random 7x7 blocks",
+                  "centre": "control: centre Gaussian"}
+CONTROL_METHOD = "control"
+BLOCKS_GRID = 7
+CENTRE_SIGMA = 0.25                            # x min(H, W)
 
 
 @dataclass
@@ -49,6 +68,7 @@ class Run:
     status: str = "done"
     from_cache: bool = False
     scores: dict[str, Any] | None = None
+    control: bool = False                  # a reference map made without the model (see the module docstring)
 
     def row(self) -> dict[str, Any]:
         s = self.scores or {}
@@ -56,7 +76,7 @@ class Run:
                 "wall_time_s": round(float(self.wall_time_s), 3), "deletion_auc": s.get("deletion_auc"),
                 "insertion_auc": s.get("insertion_auc"), "mu_fidelity": s.get("mu_fidelity"),
                 "pointing_game": s.get("pointing_game"), "iou": s.get("iou"),
-                "metric_queries": s.get("metric_queries"), "status": self.status}
+                "metric_queries": s.get("metric_queries"), "status": self.status, "control": bool(self.control)}
 
 
 @dataclass
@@ -72,11 +92,22 @@ class Comparison:
     device: str = ""
     notes: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def explanations(self) -> list[Run]:
+        """The runs of explanation methods (every run but the controls)."""
+        return [r for r in self.runs if not r.control]
+
+    @property
+    def controls(self) -> list[Run]:
+        return [r for r in self.runs if r.control]
+
     def table(self) -> list[dict[str, Any]]:
         return [r.row() for r in self.runs]
 
     def correlation(self) -> np.ndarray | None:
-        return metrics.rank_correlation([r.saliency for r in self.runs]) if len(self.runs) >= 2 else None
+        """Spearman correlation between the explanations' maps (controls left out), or None below two."""
+        runs = self.explanations
+        return metrics.rank_correlation([r.saliency for r in runs]) if len(runs) >= 2 else None
 
     def report(self) -> dict[str, Any]:
         return {
@@ -95,9 +126,11 @@ class Comparison:
             "ground_truth": bool(self.mask is not None),
             "runs": [{"label": r.label, "method": r.method, "params": r.params, "seed": r.seed,
                       "queries": r.queries, "wall_time_s": r.wall_time_s, "status": r.status,
-                      "from_cache": r.from_cache, "file": slug(r.label),
+                      "from_cache": r.from_cache, "control": bool(r.control), "file": slug(r.label),
                       "scores": {k: v for k, v in (r.scores or {}).items() if not k.endswith(("curve", "fractions"))}}
                      for r in self.runs],
+            **({"controls": {r.params["kind"]: CONTROL_DEFINITIONS[r.params["kind"]] for r in self.controls
+                             if r.params.get("kind") in CONTROL_DEFINITIONS}} if self.controls else {}),
             "versions": package_versions(), **({"notes": self.notes} if self.notes else {}),
         }
 
@@ -166,7 +199,7 @@ def export_zip(comp: Comparison) -> bytes:
     files["curves.csv"] = _csv(curve_rows)
     corr = comp.correlation()
     if corr is not None:
-        labels = [r.label for r in comp.runs]
+        labels = [r.label for r in comp.explanations]
         files["rank_correlation.csv"] = _csv([[""] + labels] + [[lab] + [f"{v:.6g}" for v in row]
                                                                 for lab, row in zip(labels, corr)])
     files["input.png"] = _png(np.asarray(comp.background)[..., :3].astype(np.uint8))
@@ -210,10 +243,13 @@ def run_from_snapshot(label: str, snap: Any, scores: dict[str, Any] | None = Non
 
 def compare(bb: Any, x: Any, target: int, specs: Sequence[tuple[str, str, dict[str, Any], int]], *,
             engine: Any = None, mask: np.ndarray | None = None, mu: bool = True, input_id: str | None = None,
-            input_name: str = "input", use_cache: bool = True) -> Comparison:
+            input_name: str = "input", use_cache: bool = True, controls: bool | Sequence[str] = True,
+            control_seed: int = 0) -> Comparison:
     """Run every (label, method, params, seed) one after the other through the engine and score each map.
 
     The blocking twin of the Compare page (scripts, benches, tests): same runs, same scores, same table.
+    ``controls``: True adds every control row (:data:`CONTROLS`) after the runs, a sequence adds those kinds,
+    False none. On by default, as on the page: without them a deletion AUC has nothing to be read against.
     """
     from .engine import default_engine, tensor_sha
 
@@ -229,4 +265,70 @@ def compare(bb: Any, x: Any, target: int, specs: Sequence[tuple[str, str, dict[s
             raise RuntimeError(f"{label}: {snap.error or snap.status}")
         scores = metrics.evaluate(bb, x, target, snap.saliency, mask=mask, mu=mu, seed=seed)
         comp.runs.append(run_from_snapshot(label, snap, scores))
+    if controls:
+        kinds = CONTROLS if controls is True else [controls] if isinstance(controls, str) else list(controls)
+        add_controls(comp, bb, x, kinds, seed=control_seed, mu=mu)
     return comp
+
+
+# ------------------------------------------------------------------------------------------------ controls
+CONTROL_DEFINITIONS = {
+    "random": "i.i.d. uniform [0, 1) pixels, numpy default_rng(seed)",
+    "blocks": f"uniform [0, 1) values on a {BLOCKS_GRID} x {BLOCKS_GRID} grid, numpy default_rng(seed), "
+              "nearest-upsampled to the input",
+    "centre": f"isotropic Gaussian centred on the image, sigma = {CENTRE_SIGMA} x min(H, W)",
+}
+
+
+def control_map(kind: str, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
+    """A (H, W) float32 reference map that needs no model query: ``random``, ``blocks`` or ``centre``.
+
+    Deterministic: the random kinds depend on ``seed`` only (numpy's default_rng), ``centre`` on nothing.
+    """
+    h, w = (int(v) for v in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"a control map needs a positive shape, got {tuple(shape)}")
+    if kind == "random":
+        return np.random.default_rng(int(seed)).random((h, w), dtype=np.float32)
+    if kind == "blocks":
+        grid = np.random.default_rng(int(seed)).random((BLOCKS_GRID, BLOCKS_GRID), dtype=np.float32)
+        rows, cols = np.arange(h) * BLOCKS_GRID // h, np.arange(w) * BLOCKS_GRID // w
+        return np.ascontiguousarray(grid[rows][:, cols])
+    if kind == "centre":
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        sigma = CENTRE_SIGMA * min(h, w)
+        d2 = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2
+        return np.exp(-d2 / (2 * sigma ** 2)).astype(np.float32)
+    raise ValueError(f"unknown control {kind!r}; choose from {', '.join(CONTROLS)}")
+
+
+def control_run(kind: str, shape: tuple[int, int], seed: int = 0, scores: dict[str, Any] | None = None) -> Run:
+    """A :class:`Run` marked as a control: its map from :func:`control_map`, 0 queries; ``scores`` as given."""
+    t0 = time.perf_counter()
+    sal = control_map(kind, shape, seed)
+    params: dict[str, Any] = {"kind": kind}
+    if kind in ("random", "blocks"):
+        params["seed"] = int(seed)
+    if kind == "blocks":
+        params["grid"] = BLOCKS_GRID
+    if kind == "centre":
+        params["sigma_px"] = round(CENTRE_SIGMA * min(int(shape[0]), int(shape[1])), 3)
+    return Run(label=CONTROL_LABELS[kind], method=CONTROL_METHOD, params=params, seed=int(seed), saliency=sal,
+               queries=0, wall_time_s=time.perf_counter() - t0, scores=scores, control=True)
+
+
+def add_controls(comp: Comparison, bb: Any, x: Any, kinds: Sequence[str] = CONTROLS, *, seed: int = 0,
+                 mu: bool = True) -> list[Run]:
+    """Append one control run per kind to ``comp``, each scored by ``metrics.evaluate`` exactly like the runs
+    (same mask, same µ-fidelity choice, µ-fidelity seeded by ``seed``); returns the new runs."""
+    shape = tuple(int(v) for v in x.shape[-2:])
+    taken = [r.label for r in comp.runs]
+    added = []
+    for kind in kinds:
+        run = control_run(kind, shape, seed)
+        run.scores = metrics.evaluate(bb, x, comp.target, run.saliency, mask=comp.mask, mu=mu, seed=seed)
+        run.label = unique_labels(taken + [run.label])[-1]
+        taken.append(run.label)
+        comp.runs.append(run)
+        added.append(run)
+    return added

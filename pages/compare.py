@@ -15,7 +15,7 @@ from PIL import Image
 
 from explainers import explainer_class, list_explainers
 from explainers import metrics
-from explainers.report import Comparison, export_zip, run_from_snapshot, unique_labels
+from explainers.report import CONTROLS, Comparison, control_run, export_zip, run_from_snapshot, unique_labels
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
 from ui.inputs import image_input
 from ui.jobs import POLL_S, fmt_seconds, progress_text
@@ -118,6 +118,9 @@ elif gt_mode == "Mask image":
         except Exception as e:
             st.error(f"{up.name} could not be read as a mask ({type(e).__name__}: {e}).")
 with_mu = st.checkbox(f"µ-fidelity ({metrics.MU_SAMPLES + 1} extra queries per map)", value=True, key=P + "mu")
+with_controls = st.checkbox("Add control rows (random pixels, random blocks, centre Gaussian)", value=True,
+                            key=P + "controls", help="Maps made without the model, scored like the runs "
+                            "(their metric queries only): the reference a score has to beat.")
 
 # ------------------------------------------------------------------------------------------------ start / stop
 context = (inp.input_id, bb.id, int(target))
@@ -197,6 +200,19 @@ for label, job in jobs:
 if not comp.runs:
     st.error("No run produced a map.")
     st.stop()
+for kind in CONTROLS if with_controls else ():
+    run = control_run(kind, (h, w))
+    key = ("control", kind, context, mask_sha, with_mu)
+    if key not in cache:
+        with st.spinner(f"Scoring {run.label}…"):
+            try:
+                cache[key] = metrics.evaluate(bb, x, int(target), run.saliency, mask=mask, mu=with_mu,
+                                              seed=run.seed)
+            except Exception as e:
+                st.error(f"{run.label}: the scores failed ({type(e).__name__}: {e})")
+                cache[key] = None
+    run.scores = cache[key]
+    comp.runs.append(run)
 
 st.subheader("Scores")
 df = pd.DataFrame(comp.table()).set_index("run")
@@ -209,20 +225,26 @@ st.dataframe(df, width="stretch", column_config={
     "pointing_game": st.column_config.CheckboxColumn("pointing game"),
     "iou": st.column_config.NumberColumn("IoU ↑", format="%.3f"),
     "metric_queries": st.column_config.NumberColumn("metric queries", help="Queries the scores spent", format="%d"),
+    "control": st.column_config.CheckboxColumn("control", help="A reference map made without the model"),
 })
 st.caption(f"Click a column header to sort. Deletion / insertion: {metrics.STEPS} steps, zero / blur substrate, "
            f"softmax probability of class {int(target)}, trapezoid AUC (RISE protocol). µ-fidelity: "
            f"{metrics.MU_GRID}x{metrics.MU_GRID} grid, {metrics.MU_SAMPLES} subsets, p = {metrics.MU_P}, Spearman. "
            f"Pointing game: ±{metrics.POINTING_TOLERANCE} px; IoU: normalised map ≥ {metrics.IOU_THRESHOLD}."
            + ("" if mask is not None else " Give a ground truth above for the pointing game and IoU."))
+if comp.controls:
+    st.caption("**Control rows** are maps that know nothing about the model (random pixels, random 7x7 blocks, "
+               "a centred Gaussian), scored the same way: a method's score means something only by how far it "
+               "beats them. Pixel-wise deletion favours scattered maps (on the bundled cat, random pixels get the "
+               "best deletion AUC of all).")
 
 left, right = st.columns(2)
 scored = {r.label: r.scores for r in comp.runs if r.scores}
 if scored:
-    left.plotly_chart(curves_figure(scored), width="stretch")
+    left.plotly_chart(curves_figure(scored, controls={r.label for r in comp.controls}), width="stretch")
 corr = comp.correlation()
-if corr is not None:
-    right.plotly_chart(correlation_figure([r.label for r in comp.runs], corr), width="stretch")
+if corr is not None:   # the explanations only: controls would add rows of ~0
+    right.plotly_chart(correlation_figure([r.label for r in comp.explanations], corr), width="stretch")
 
 st.download_button("Download everything (ZIP)", data=export_zip(comp), file_name="saliency-comparison.zip",
                    mime="application/zip", on_click="ignore", key=P + "zip",
@@ -230,5 +252,7 @@ st.download_button("Download everything (ZIP)", data=export_zip(comp), file_name
                         "report.json (model, parameters, seeds, versions) and a manifest.")
 total = sum(r.queries for r in comp.runs)
 mq = sum((r.scores or {}).get("metric_queries") or 0 for r in comp.runs)
-st.caption(f"{len(comp.runs)} runs · {total:,} explanation queries · {mq:,} metric queries · "
+n_ctl = len(comp.controls)
+st.caption(f"{len(comp.explanations)} runs" + (f" + {n_ctl} controls" if n_ctl else "") +
+           f" · {total:,} explanation queries · {mq:,} metric queries · "
            f"wall time of the slowest run {fmt_seconds(max(r.wall_time_s for r in comp.runs))}")

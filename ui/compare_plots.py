@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
@@ -90,18 +90,27 @@ def grid_figure(background: np.ndarray, maps: Mapping[str, np.ndarray | None], *
     return fig
 
 
-def curves_figure(curves: Mapping[str, Mapping], height: int = 360) -> go.Figure:
-    """Deletion (dashed) and insertion (solid) curves of every run, one colour per run."""
+def curves_figure(curves: Mapping[str, Mapping], height: int = 360, controls: Collection[str] = ()) -> go.Figure:
+    """Deletion (dashed) and insertion (solid) curves of every run, one colour per run; the runs named in
+    ``controls`` in greys, thinner (reference lines, not methods)."""
     palette = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    greys = ["#7f7f7f", "#b0b0b0", "#4d4d4d", "#999999"]
     fig = go.Figure()
-    for i, (label, s) in enumerate(curves.items()):
-        colour = palette[i % len(palette)]
+    i_run = i_ctl = 0
+    for label, s in curves.items():
+        if label in controls:
+            colour, width = greys[i_ctl % len(greys)], 1.2
+            i_ctl += 1
+        else:
+            colour, width = palette[i_run % len(palette)], 2.0
+            i_run += 1
         for kind, dash in (("deletion", "dash"), ("insertion", "solid")):
             y = s.get(f"{kind}_curve")
             if y is None:
                 continue
             auc = s.get(f"{kind}_auc")
-            fig.add_trace(go.Scatter(x=s["fractions"], y=y, mode="lines", line=dict(color=colour, dash=dash),
+            fig.add_trace(go.Scatter(x=s["fractions"], y=y, mode="lines",
+                                     line=dict(color=colour, dash=dash, width=width),
                                      name=f"{label} {kind}" + (f" (AUC {auc:.3f})" if auc is not None else ""),
                                      legendgroup=label))
     fig.update_layout(height=height + 30 * len(curves), margin=dict(l=0, r=0, t=30, b=0), title="Deletion (dashed) and insertion (solid)",

@@ -2,7 +2,8 @@
 
 AppTest cannot fire ``run_every``, so runs are driven to the end by calling ``at.run()`` in a bounded loop.
 Small settings keep it quick: Occlusion with 112 px patches (2 x 2 + 1 = 5 queries), Sobol grid 2 with
-2 designs (2 x 5 = 10 queries); the scores add 2 x 33 queries per map (µ-fidelity off here; tests/unit covers it).
+4 designs (4 x 5 = 20 queries); the scores add 2 x 33 queries per map (µ-fidelity off here; tests/unit covers
+it); the control rows (ticked by default) add three maps scored the same way, at 0 explanation queries.
 """
 import io
 import json
@@ -16,11 +17,13 @@ from PIL import Image
 from streamlit.testing.v1 import AppTest
 
 from explainers.metrics import STEPS
-from explainers.report import check_zip
+from explainers.report import CONTROL_LABELS, CONTROLS, check_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
 P = "compare."
+CONTROL_ROWS = [CONTROL_LABELS[k] for k in CONTROLS]
+RUNS = ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=4)"]
 
 
 def open_compare() -> AppTest:
@@ -66,8 +69,12 @@ def test_compare_runs_scores_and_exports(downloads):
     run_to_end(at)
     assert not at.error, [e.value for e in at.error]
     df = at.dataframe[0].value
-    assert list(df.index) == ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=4)"]
-    assert df["queries"].tolist() == [5, 20]
+    # the control rows (ticked by default) come after the runs, flagged, with no explanation query
+    assert list(df.index) == RUNS + CONTROL_ROWS
+    assert df["queries"].tolist() == [5, 20, 0, 0, 0]
+    assert df["control"].tolist() == [False, False, True, True, True]
+    assert df["method"].tolist()[2:] == ["control"] * 3
+    assert any("Control rows" in c.value for c in at.caption)
     assert (df["metric_queries"] == 2 * (STEPS + 1)).all()
     assert df["deletion_auc"].between(0, 1).all() and df["insertion_auc"].between(0, 1).all()
     assert df["mu_fidelity"].isna().all()
@@ -76,7 +83,9 @@ def test_compare_runs_scores_and_exports(downloads):
     assert len(charts) == 3                             # grid, curves, rank correlation
     grid = json.loads(charts[0].proto.spec)
     heat = [t for t in grid["data"] if t["type"] == "heatmap"]
-    assert len(heat) == 2 and all(t["coloraxis"] == "coloraxis" for t in heat)
+    assert len(heat) == 2 and all(t["coloraxis"] == "coloraxis" for t in heat)   # the runs' maps only
+    assert len(json.loads(charts[1].proto.spec)["data"]) == 2 * 5      # both curves of every row, controls too
+    assert json.loads(charts[2].proto.spec)["data"][0]["x"] == RUNS   # rank correlation: the runs only
     assert "occlusion" in heat[0]["hovertemplate"] and "sobol" in heat[0]["hovertemplate"]   # linked hover
 
     data = downloads["saliency-comparison.zip"]
@@ -92,12 +101,20 @@ def test_compare_runs_scores_and_exports(downloads):
         sal = np.load(io.BytesIO(z.read("maps/sobol_grid_size_2_nb_design_4.npy")))
         assert sal.shape == (224, 224) and np.isfinite(sal).all()
         rows = z.read("metrics.csv").decode().splitlines()
-        assert len(rows) == 3 and rows[0].startswith("run,method,queries")
+        assert len(rows) == 1 + 2 + 3 and rows[0].startswith("run,method,queries") and rows[0].endswith(",control")
+        assert [r.split(",")[-1] for r in rows[1:]] == ["False"] * 2 + ["True"] * 3
+        assert [r["control"] for r in report["runs"]] == [False] * 2 + [True] * 3
+        assert "maps/control_random_pixels.npy" in paths
         assert Image.open(io.BytesIO(z.read("overlays/occlusion_patch_112_stride_112.png"))).size == (224, 224)
 
     at.toggle(key=P + "norm").set_value(False).run()    # one shared raw scale
     grid = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert grid["layout"]["coloraxis"]["cmax"] != 1.0
+
+    at.checkbox(key=P + "controls").uncheck().run()     # unticked: the runs alone, nothing re-run
+    assert not at.exception, at.exception
+    assert list(at.dataframe[0].value.index) == RUNS and not at.dataframe[0].value["control"].any()
+    assert not any("Control rows" in c.value for c in at.caption)
 
 
 def test_two_settings_of_one_method_and_a_bad_mask():
@@ -108,6 +125,7 @@ def test_two_settings_of_one_method_and_a_bad_mask():
         at.slider(key=f"{P}{i}.sobol.grid_size").set_value(grid)
         at.select_slider(key=f"{P}{i}.sobol.nb_design").set_value(4)
     at.checkbox(key=P + "mu").uncheck().run()
+    at.checkbox(key=P + "controls").uncheck().run()     # no control rows from the start
     at.radio(key=P + "gt").set_value("Mask image").run()
     at.file_uploader(key=P + "mask_file").set_value(("mask.png", b"not a png at all", "image/png")).run()
     assert not at.exception and any("could not be read" in e.value for e in at.error)
@@ -118,4 +136,4 @@ def test_two_settings_of_one_method_and_a_bad_mask():
     run_to_end(at)
     df = at.dataframe[0].value
     assert list(df.index) == ["sobol (grid_size=2, nb_design=4)", "sobol (grid_size=3, nb_design=4)"]
-    assert df["queries"].tolist() == [20, 40] and df["pointing_game"].isna().all()
+    assert df["queries"].tolist() == [20, 40] and df["pointing_game"].isna().all() and not df["control"].any()

@@ -46,9 +46,9 @@ def test_compare_two_methods_and_export(page, app_url, wait_for_app, tmp_path):
     page.get_by_text("parameters").nth(1).click()
     slider_key(page, "patch", "End", wait_for_app)       # one 224 px patch: 1 + 1 queries
     slider_key(page, "stride", "End", wait_for_app)
-    slider_key(page, "grid size", "Home", wait_for_app)  # Sobol 2 x 2, 2 designs: 10 queries
+    slider_key(page, "grid size", "Home", wait_for_app)  # Sobol 2 x 2, 4 designs (the minimum): 20 queries
     slider_key(page, "nb design", "Home", wait_for_app)
-    expect(page.get_by_text("10 queries ·")).to_be_visible()
+    expect(page.get_by_text("20 queries ·")).to_be_visible()
     page.get_by_text("µ-fidelity").click()               # off: keeps the test short (unit tests cover it)
     wait_for_app(page)
 
@@ -57,6 +57,7 @@ def test_compare_two_methods_and_export(page, app_url, wait_for_app, tmp_path):
     expect(download).to_be_visible(timeout=300_000)  # generous: CI machines are shared
     wait_for_app(page)
     expect(page.get_by_test_id("stDataFrame")).to_be_visible()
+    expect(page.get_by_text("Control rows are maps that know nothing")).to_be_visible()   # ticked by default
     charts = page.get_by_test_id("stPlotlyChart")
     expect(charts).to_have_count(3)                      # grid, curves, rank correlation
 
@@ -79,11 +80,14 @@ def test_compare_two_methods_and_export(page, app_url, wait_for_app, tmp_path):
     manifest = check_zip(data)                           # opens, and holds exactly what the manifest lists
     paths = {f["path"] for f in manifest["files"]}
     assert {"report.json", "metrics.csv", "curves.csv", "rank_correlation.csv", "input.png"} <= paths
-    assert sum(p.startswith("maps/") for p in paths) == 2 and sum(p.startswith("overlays/") for p in paths) == 2
+    # two runs and three control rows (random pixels, random blocks, centre Gaussian)
+    assert sum(p.startswith("maps/") for p in paths) == 5 and sum(p.startswith("overlays/") for p in paths) == 5
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         report = json.loads(z.read("report.json"))
-    assert [r["method"] for r in report["runs"]] == ["occlusion", "sobol"] and report["target"]["index"] == 285
-    assert [r["queries"] for r in report["runs"]] == [2, 10]
+    runs = [r for r in report["runs"] if not r["control"]]
+    assert [r["method"] for r in runs] == ["occlusion", "sobol"] and report["target"]["index"] == 285
+    assert [r["queries"] for r in runs] == [2, 20]
+    assert [r["queries"] for r in report["runs"] if r["control"]] == [0, 0, 0]
 
     page.mouse.move(0, 0)
     page.wait_for_timeout(500)
