@@ -28,6 +28,14 @@ analytic black boxes, tests/unit/test_dax.py) with few samples and no global RNG
 - the mask ends in a sigmoid with an L1 sparsity weight (the reference min-max normalises over the batch,
   which makes masks batch-dependent) and M gets two coordinate channels (CoordConv), so it can place a mask
   by position as well as by content;
+- on images the student sees, by default (``student="auto"``), not the masked image but how much of each
+  segment it keeps: every input it is ever shown is the clean image with segments partly replaced by their
+  fill, so that vector of K numbers says the same with ~3000 / K times fewer inputs, and an MLP on 50 numbers
+  fits 1000 samples where the reference's MLP on 3 x 128 x 128 pixels cannot. The mask network still reads
+  the image; the map is the mask's mean per segment. On the cat photo (EfficientNet-Lite0, CPU defaults) this
+  took deletion / insertion AUC from 0.517 / 0.348 (pixel student) to 0.216 / 0.495. On audio the pixel student
+  stays the default: the time-frequency rectangles are coarse, and a per-segment map cannot resolve a tone
+  one mel band wide (mean IoU on the bundled clips 0.437 with segments, 0.548 with pixels);
 - Adam instead of SGD; no HSV augmentation or dropout; targets min-max scaled over the samples, so any
   score space works; weights initialised and batches shuffled from the method's seeded generator.
 
@@ -99,6 +107,29 @@ class Student(nn.Module):
         return self.net(x)[:, 0]
 
 
+class SegmentStudent(nn.Module):
+    """(N, K) kept fraction of each segment -> (N,): the black box's target score (scaled to [0, 1])."""
+
+    def __init__(self, k: int, hidden: int = 64):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(k, hidden), nn.LeakyReLU(0.1), nn.Linear(hidden, 1))
+
+    def forward(self, v: torch.Tensor) -> torch.Tensor:
+        return self.net(v)[:, 0]
+
+
+def cell_to_segment(labels: torch.Tensor, k: int, cells: int = MASK_RES) -> torch.Tensor:
+    """(cells^2, K): the share of each segment's pixels in each mask cell (nearest upsampling), so that
+    ``mask16.flatten(1) @ A`` is each segment's mean mask value."""
+    h, w = labels.shape
+    r = (torch.arange(h, device=labels.device) * cells) // h
+    c = (torch.arange(w, device=labels.device) * cells) // w
+    cell = (r[:, None] * cells + c[None, :]).flatten()
+    a = torch.zeros(cells * cells, k, device=labels.device)
+    a.index_put_((cell, labels.flatten()), torch.ones_like(cell, dtype=torch.float32), accumulate=True)
+    return a / a.sum(0, keepdim=True).clamp_min(1)
+
+
 def lime_weights(z: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """LIME kernel sqrt(exp(-d^2/width^2)), d = cosine distance of each binary row of ``z`` to all-ones."""
     k = z.shape[1]
@@ -126,6 +157,11 @@ class DAX(Explainer):
         Param("sparsity", "float", 0.2, 0.0, 2.0, step=0.01,
               help="L1 weight on the mask area (0 in the reference code, which min-max normalises instead)."),
         Param("batch_size", "int", 16, 4, 512, help="Training batch size (16 as in the reference)."),
+        Param("student", "choice", "auto", choices=("auto", "segments", "pixels"),
+              help="What the student sees: how much of each segment a masked input keeps (an MLP on K numbers) "
+                   "or the masked image itself at 64 x 64 (the reference's MLP on pixels). auto: segments for "
+                   "images (superpixels follow the content), pixels for audio (the mask can then resolve thin "
+                   "tones inside the coarse time-frequency rectangles)."),
         Param("readout", "choice", "auto", choices=("auto", "mask", "mask_x_input"),
               help="The map shown: the learned mask, or input x mask (the paper's explanation; on a spectrogram "
                    "the mask weighted by the energy above silence). auto: input x mask for audio, mask for "
@@ -202,7 +238,10 @@ class DAX(Explainer):
         base = (fill_small - mean) / std                       # what "masked out" means: the samples' own fill
 
         # ---- 3. the two networks, trained jointly
-        mask_net, student = MaskNet(x.shape[0]).to(dev), Student(x.shape[0]).to(dev)
+        by_segment = self.student == "segments" or (self.student == "auto" and modality != "audio")
+        mask_net = MaskNet(x.shape[0]).to(dev)
+        student = (SegmentStudent(k) if by_segment else Student(x.shape[0])).to(dev)
+        a_cs = cell_to_segment(labels, k) if by_segment else None
         _seeded_init(mask_net, gen)
         _seeded_init(student, gen)
         opt_m = torch.optim.Adam(mask_net.parameters(), lr=self.lr)
@@ -212,7 +251,10 @@ class DAX(Explainer):
         def clean_mask():
             with torch.no_grad():
                 m16 = mask_net(inputs[:1])
-            up = F.interpolate(m16, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
+            if by_segment:   # the student only sees segment means: so is the map (superpixel-sharp)
+                up = paint((m16.flatten(1) @ a_cs)[0], labels)
+            else:
+                up = F.interpolate(m16, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
             return self._shown(up, weight), m16[0, 0]
 
         def readout():
@@ -229,17 +271,27 @@ class DAX(Explainer):
                 for i in range(0, n, bs):
                     idx = order[i:i + bs]
                     xb, yb, wb = inputs[idx], y01[idx], wts[idx]
-                    m = F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
+                    if by_segment:
+                        # a sample keeps z_s of segment s; masked in, z_s x mean_s(m); masked out, z_s x (1 - ..)
+                        zb, m = z[idx], mask_net(xb).flatten(1) @ a_cs
+                        s_in = lambda mm: student(zb * mm)                        # noqa: E731
+                        s_out = lambda mm: student(zb * (1 - mm))                 # noqa: E731
+                        s_all = lambda: student(zb)                               # noqa: E731
+                    else:
+                        m = F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
+                        s_in = lambda mm: student(torch.lerp(base, xb, mm))       # noqa: E731
+                        s_out = lambda mm: student(torch.lerp(xb, base, mm))      # noqa: E731
+                        s_all = lambda: student(xb)                               # noqa: E731
                     # student: distil the black box on the samples, and fit the masked-in input
-                    distill = (wb * (student(xb) - yb) ** 2).mean()
-                    fit_in = (wb * (student(torch.lerp(base, xb, m.detach())) - yb) ** 2).mean()
+                    distill = (wb * (s_all() - yb) ** 2).mean()
+                    fit_in = (wb * (s_in(m.detach()) - yb) ** 2).mean()
                     opt_s.zero_grad(set_to_none=True)
                     (distill + fit_in).backward()
                     opt_s.step()
                     # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
-                    keep_in = (wb * (student(torch.lerp(base, xb, m)) - yb) ** 2).mean()
+                    keep_in = (wb * (s_in(m) - yb) ** 2).mean()
                     # clamped: the mask must not win by pushing the student into wild extrapolation
-                    keep_out = (wb * (student(torch.lerp(xb, base, m)).clamp(0, 1) - yb) ** 2).mean()
+                    keep_out = (wb * (s_out(m).clamp(0, 1) - yb) ** 2).mean()
                     loss = keep_in - keep_out + self.sparsity * m.mean()
                     opt_m.zero_grad(set_to_none=True)
                     loss.backward()

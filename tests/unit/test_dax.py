@@ -123,3 +123,23 @@ def test_runs_on_the_bundled_audio_model():
     sal = get_explainer("dax", seed=0, n_samples=48, epochs=1).explain(bb, x, 0)
     assert sal.shape == tuple(bb.input_shape[-2:]) and torch.isfinite(sal).all()
     assert bb.queries == 48
+
+
+@pytest.mark.slow
+def test_on_the_cat_photo_dax_beats_a_smooth_random_map(effnet, cat_x):
+    """DAX at its CPU defaults on the real model and photo (its segment student): lower deletion and higher
+    insertion AUC than random 7 x 7 block maps, the control with the same smoothness and no knowledge of the
+    model. (With the reference's pixel student it lost on both: 0.52 / 0.35 against 0.37 / 0.46.)"""
+    from explainers.metrics import deletion_auc, insertion_auc
+    from explainers.registry import explainer_class
+    from explainers.report import control_map
+
+    sal = get_explainer("dax", seed=0, **explainer_class("dax").defaults("cpu")).explain(effnet, cat_x, 285)
+    ctrl = [torch.from_numpy(control_map("blocks", tuple(cat_x.shape[-2:]), seed=s)) for s in range(3)]
+    dele = deletion_auc(effnet, cat_x, 285, sal)
+    ins = insertion_auc(effnet, cat_x, 285, sal)
+    c_del = [deletion_auc(effnet, cat_x, 285, c) for c in ctrl]
+    c_ins = [insertion_auc(effnet, cat_x, 285, c) for c in ctrl]
+    print(f"DAX deletion {dele:.3f} insertion {ins:.3f}; random blocks deletion {c_del} insertion {c_ins}")
+    assert dele < 0.8 * min(c_del)
+    assert ins > sum(c_ins) / len(c_ins)
