@@ -235,7 +235,9 @@ class Engine:
                 for est in explainer.stream(bb, x, target, min_interval=min_interval):
                     elapsed = time.perf_counter() - t0
                     sal = est.saliency
-                    rel = float((sal - prev).norm() / (prev.norm() + 1e-12)) if prev is not None else float("nan")
+                    # undefined after an all-zero map (e.g. Sobol before its second design): not 1e12
+                    rel = (float((sal - prev).norm() / prev.norm()) if prev is not None and float(prev.norm()) > 0
+                           else float("nan"))
                     prev = sal
                     history.append({"queries": est.queries, "elapsed": elapsed, "rel_change": rel, **est.metrics})
                     snap = job.snapshot()

@@ -105,10 +105,23 @@ def test_query_cap_stops_with_a_partial_estimate(eng):
 
 def test_bad_parameters_raise_at_submit(eng):
     with pytest.raises(ValueError, match="power of two"):
-        eng.submit(slow_box(), X, "sobol", dict(nb_design=3), target=0)
+        eng.submit(slow_box(), X, "sobol", dict(nb_design=24), target=0)
 
 
 def test_jobs_run_in_parallel_threads(eng):
     jobs = [eng.submit(slow_box(0.01), X, "occlusion", OCC, target=0, seed=s) for s in range(2)]
     assert all(j.thread is not None and j.thread is not threading.current_thread() for j in jobs)
     assert [j.wait(60).status for j in jobs] == ["done", "done"]
+
+
+def test_relative_change_is_undefined_after_an_all_zero_map(eng):
+    """Sobol's first estimate is all zero (one complete design, and Jansen needs two): the convergence history
+    says 'undefined' (nan) for the step after it instead of a change of 1e12, later steps are ordinary ratios."""
+    box = BlackBox(lambda b: b[:, :, :48, :48].mean(dim=(1, 2, 3)).unsqueeze(1), labels=["score"],
+                   input_shape=(1, 96, 96), name="quarter96", batch_size=8)     # 32 queries per call: 1 design
+    snap = eng.submit(box, torch.ones(1, 96, 96), "sobol", dict(grid_size=4, nb_design=8), target=0,
+                      min_interval=0).wait(60)
+    assert snap.status == "done"
+    rel = [h["rel_change"] for h in snap.history]
+    finite = [r for r in rel if np.isfinite(r)]
+    assert np.isnan(rel[0]) and np.isnan(rel[1]) and finite and max(finite) < 10, rel
