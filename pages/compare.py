@@ -183,35 +183,32 @@ cache = st.session_state.setdefault(P + "scores", {})
 comp = Comparison(model=bb.id, target=int(target), target_label=bb.labels[int(target)] if bb.labels else "",
                   input_name=inp.name, input_sha256=inp.input_id, background=background, mask=mask,
                   device=str(bb.device))
+
+
+def scores_of(key: tuple, label: str, saliency, seed: int) -> dict | None:
+    """The map's scores, computed once per key (None, with an error shown, when scoring failed)."""
+    if key not in cache:
+        with st.spinner(f"Scoring {label}…"):
+            try:
+                cache[key] = metrics.evaluate(bb, x, int(target), saliency, mask=mask, mu=with_mu, seed=seed)
+            except Exception as e:
+                st.error(f"{label}: the scores failed ({type(e).__name__}: {e})")
+                cache[key] = None
+    return cache[key]
+
+
 for label, job in jobs:
     snap = job.snapshot()
     if snap.saliency is None:
         continue
     key = (snap.key, snap.status, snap.queries, mask_sha, with_mu)
-    if key not in cache:
-        with st.spinner(f"Scoring {label}…"):
-            try:
-                cache[key] = metrics.evaluate(bb, x, int(target), snap.saliency, mask=mask, mu=with_mu,
-                                              seed=snap.seed)
-            except Exception as e:
-                st.error(f"{label}: the scores failed ({type(e).__name__}: {e})")
-                cache[key] = None
-    comp.runs.append(run_from_snapshot(label, snap, cache[key]))
+    comp.runs.append(run_from_snapshot(label, snap, scores_of(key, label, snap.saliency, snap.seed)))
 if not comp.runs:
     st.error("No run produced a map.")
     st.stop()
 for kind in CONTROLS if with_controls else ():
     run = control_run(kind, (h, w))
-    key = ("control", kind, context, mask_sha, with_mu)
-    if key not in cache:
-        with st.spinner(f"Scoring {run.label}…"):
-            try:
-                cache[key] = metrics.evaluate(bb, x, int(target), run.saliency, mask=mask, mu=with_mu,
-                                              seed=run.seed)
-            except Exception as e:
-                st.error(f"{run.label}: the scores failed ({type(e).__name__}: {e})")
-                cache[key] = None
-    run.scores = cache[key]
+    run.scores = scores_of(("control", kind, context, mask_sha, with_mu), run.label, run.saliency, run.seed)
     comp.runs.append(run)
 
 st.subheader("Scores")

@@ -103,9 +103,23 @@ def set_slider(page, label: str, steps_above_min: int) -> None:
         thumb.press("ArrowRight")
 
 
-@pytest.fixture(name="set_slider")
-def _set_slider_fixture():
-    return set_slider
+def small_sobol(page) -> None:
+    """Sobol's parameters at a small budget that still gives a readable map: a 4 x 4 grid and 4 designs,
+    4 x (16 + 1) = 68 queries; checks the page's budget line says so."""
+    import re
+
+    from playwright.sync_api import expect
+
+    set_slider(page, "grid size", 2)         # 2 -> 4
+    wait_for_app(page)
+    set_slider(page, "nb design", 0)         # the lowest power of two: 4
+    wait_for_app(page)
+    expect(page.get_by_text(re.compile(r"Query budget:\s*68 queries"))).to_be_visible(timeout=30_000)
+
+
+@pytest.fixture(name="small_sobol")
+def _small_sobol_fixture():
+    return small_sobol
 
 
 def wait_for_app(page, timeout: float = 60_000):

@@ -21,7 +21,7 @@ def chart_title(scope, text: str):
     return scope.locator(".js-plotly-plot .gtitle").filter(has_text=text).first
 
 
-def open_audio(page, app_url, wait_for_app, set_slider) -> None:
+def open_audio(page, app_url, wait_for_app) -> None:
     page.goto(app_url)
     wait_for_app(page, timeout=120_000)
     page.get_by_test_id("stSidebarNav").get_by_text("Audio", exact=True).click()
@@ -29,8 +29,8 @@ def open_audio(page, app_url, wait_for_app, set_slider) -> None:
     wait_for_app(page, timeout=120_000)
 
 
-def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app, set_slider):
-    open_audio(page, app_url, wait_for_app, set_slider)
+def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app, small_sobol):
+    open_audio(page, app_url, wait_for_app)
 
     choose(page, wait_for_app, "Example clip", "chirp")
     main = page.get_by_test_id("stMain")
@@ -43,11 +43,7 @@ def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app, se
     expect(main.get_by_test_id("stDataFrame").first).to_be_visible()
 
     choose(page, wait_for_app, "Method", "Sobol attribution")
-    set_slider(page, "grid size", 2)         # 2 -> 4
-    wait_for_app(page)
-    set_slider(page, "nb design", 0)         # the lowest power of two: 4
-    wait_for_app(page)
-    expect(page.get_by_text(re.compile(r"Query budget:\s*68 queries"))).to_be_visible(timeout=30_000)
+    small_sobol(page)                        # 68 queries
 
     page.get_by_role("button", name="Run").click()
     progress = page.get_by_test_id("stProgress").first.get_by_role("progressbar")
@@ -71,8 +67,8 @@ def test_audio_example_clip_run_sobol_and_listen(page, app_url, wait_for_app, se
     expect(page.get_by_test_id("stException")).to_have_count(0)
 
 
-def test_audio_bad_upload_shows_error_and_page_recovers(page, app_url, wait_for_app, set_slider):
-    open_audio(page, app_url, wait_for_app, set_slider)
+def test_audio_bad_upload_shows_error_and_page_recovers(page, app_url, wait_for_app):
+    open_audio(page, app_url, wait_for_app)
     main = page.get_by_test_id("stMain")
 
     main.get_by_text("Upload a clip", exact=True).click()

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCREENSHOT = ROOT / "docs" / "screenshot-explore.png"
 
 
-def test_upload_cat_and_run_sobol(page, app_url, wait_for_app, set_slider):
+def test_upload_cat_and_run_sobol(page, app_url, wait_for_app, small_sobol):
     page.goto(app_url)
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Explore")).to_be_visible(timeout=120_000)
@@ -25,11 +25,7 @@ def test_upload_cat_and_run_sobol(page, app_url, wait_for_app, set_slider):
     wait_for_app(page)
 
     # a small budget that still gives a readable map: a 4 x 4 grid, 4 designs = 4 x (16 + 1) = 68 queries
-    set_slider(page, "grid size", 2)         # 2 -> 4
-    wait_for_app(page)
-    set_slider(page, "nb design", 0)         # the lowest power of two: 4
-    wait_for_app(page)
-    expect(page.get_by_text(re.compile(r"Query budget:\s*68 queries"))).to_be_visible(timeout=30_000)
+    small_sobol(page)                        # 68 queries
 
     page.get_by_role("button", name="Run").click()
     progress = page.get_by_test_id("stProgress").get_by_role("progressbar")
