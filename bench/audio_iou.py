@@ -22,6 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from explainers import get_explainer, list_explainers  # noqa: E402
+from explainers.dax import audio_energy  # noqa: E402
 from explainers.masks import normalise  # noqa: E402
 from explainers.metrics import iou  # noqa: E402
 from explainers.registry import explainer_class  # noqa: E402
@@ -39,11 +40,6 @@ def clips(bb):
         yield c["label"], fe.spectrogram(wave).cpu(), np.load(AUDIO / c["mask"]), c["class_index"]
 
 
-def energy(x) -> "torch.Tensor":
-    """The spectrogram's energy above silence (model space: 0 = silence), the weight of the product readout."""
-    return x.clamp_min(0).mean(0)
-
-
 def mean_iou(bb, method: str, params: dict) -> tuple[list[float], list[float], int, float]:
     """Per-clip IoU of the map and of map x energy, the queries per clip and the seconds for all clips."""
     ious, products, queries, t0 = [], [], 0, time.perf_counter()
@@ -51,7 +47,7 @@ def mean_iou(bb, method: str, params: dict) -> tuple[list[float], list[float], i
         view = bb.view()
         sal = get_explainer(method, seed=0, **params).explain(view, x, target)
         ious.append(iou(sal.numpy(), mask))
-        products.append(iou(normalise(sal.clamp_min(0) * energy(x)).numpy(), mask))
+        products.append(iou(normalise(sal.clamp_min(0) * audio_energy(x)).numpy(), mask))
         queries = view.queries
     return ious, products, queries, time.perf_counter() - t0
 
@@ -66,7 +62,7 @@ def main() -> None:
     print("| method | parameters | queries per clip | " + " | ".join(labels)
           + " | mean IoU | mean IoU of map x input | seconds (6 clips) |")
     print("|---|---|---:|" + "---:|" * len(labels) + "---:|---:|---:|")
-    alone = [iou(normalise(energy(x)).numpy(), mask) for _, x, mask, _ in clips(bb)]
+    alone = [iou(normalise(audio_energy(x)).numpy(), mask) for _, x, mask, _ in clips(bb)]
     print("| (input alone) | the spectrogram as the map, no model | 0 | " + " | ".join(f"{v:.3f}" for v in alone)
           + f" | **{np.mean(alone):.3f}** | — | 0 |", flush=True)
     for method, params, desc in runs:

@@ -130,6 +130,11 @@ def cell_to_segment(labels: torch.Tensor, k: int, cells: int = MASK_RES) -> torc
     return a / a.sum(0, keepdim=True).clamp_min(1)
 
 
+def audio_energy(x: torch.Tensor) -> torch.Tensor:
+    """(H, W) energy above silence of a (C, F, T) spectrogram in audio model space, where 0 is silence."""
+    return x.clamp_min(0).mean(0)
+
+
 def lime_weights(z: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     """LIME kernel sqrt(exp(-d^2/width^2)), d = cosine distance of each binary row of ``z`` to all-ones."""
     k = z.shape[1]
@@ -182,7 +187,7 @@ class DAX(Explainer):
             return None
         # audio model space: 0 is silence, so the clamped mean over channels is the energy above silence; for
         # any other input the magnitude (distance from 0) stands in for it
-        e = x.clamp_min(0).mean(0) if modality == "audio" else x.abs().mean(0)
+        e = audio_energy(x) if modality == "audio" else x.abs().mean(0)
         return e if float(e.max()) > 0 else None
 
     @staticmethod
@@ -264,6 +269,7 @@ class DAX(Explainer):
                  "mask_mean": float(m16.mean()), "segments": k}
 
         bs = self.batch_size
+        zero = torch.zeros((), device=dev)
         with torch.enable_grad():
             for epoch in range(1, self.epochs + 1):
                 order = torch.randperm(n, generator=gen, device=dev)
@@ -271,27 +277,21 @@ class DAX(Explainer):
                 for i in range(0, n, bs):
                     idx = order[i:i + bs]
                     xb, yb, wb = inputs[idx], y01[idx], wts[idx]
-                    if by_segment:
-                        # a sample keeps z_s of segment s; masked in, z_s x mean_s(m); masked out, z_s x (1 - ..)
-                        zb, m = z[idx], mask_net(xb).flatten(1) @ a_cs
-                        s_in = lambda mm: student(zb * mm)                        # noqa: E731
-                        s_out = lambda mm: student(zb * (1 - mm))                 # noqa: E731
-                        s_all = lambda: student(zb)                               # noqa: E731
+                    # "full" is what the student sees of a sample, "empty" what masked-out becomes
+                    if by_segment:   # a sample keeps z_s of segment s; masked in z_s x mean_s(m), out z_s x (1 - ..)
+                        full, empty, m = z[idx], zero, mask_net(xb).flatten(1) @ a_cs
                     else:
-                        m = F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
-                        s_in = lambda mm: student(torch.lerp(base, xb, mm))       # noqa: E731
-                        s_out = lambda mm: student(torch.lerp(xb, base, mm))      # noqa: E731
-                        s_all = lambda: student(xb)                               # noqa: E731
+                        full, empty, m = xb, base, F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
                     # student: distil the black box on the samples, and fit the masked-in input
-                    distill = (wb * (s_all() - yb) ** 2).mean()
-                    fit_in = (wb * (s_in(m.detach()) - yb) ** 2).mean()
+                    distill = (wb * (student(full) - yb) ** 2).mean()
+                    fit_in = (wb * (student(torch.lerp(empty, full, m.detach())) - yb) ** 2).mean()
                     opt_s.zero_grad(set_to_none=True)
                     (distill + fit_in).backward()
                     opt_s.step()
                     # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
-                    keep_in = (wb * (s_in(m) - yb) ** 2).mean()
+                    keep_in = (wb * (student(torch.lerp(empty, full, m)) - yb) ** 2).mean()
                     # clamped: the mask must not win by pushing the student into wild extrapolation
-                    keep_out = (wb * (s_out(m).clamp(0, 1) - yb) ** 2).mean()
+                    keep_out = (wb * (student(torch.lerp(full, empty, m)).clamp(0, 1) - yb) ** 2).mean()
                     loss = keep_in - keep_out + self.sparsity * m.mean()
                     opt_m.zero_grad(set_to_none=True)
                     loss.backward()
