@@ -36,7 +36,7 @@ import re
 import time
 import zipfile
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -318,15 +318,17 @@ def control_run(kind: str, shape: tuple[int, int], seed: int = 0, scores: dict[s
 
 
 def add_controls(comp: Comparison, bb: Any, x: Any, kinds: Sequence[str] = CONTROLS, *, seed: int = 0,
-                 mu: bool = True) -> list[Run]:
+                 mu: bool = True, score: Callable[[Run], dict[str, Any] | None] | None = None) -> list[Run]:
     """Append one control run per kind to ``comp``, each scored by ``metrics.evaluate`` exactly like the runs
-    (same mask, same µ-fidelity choice, µ-fidelity seeded by ``seed``); returns the new runs."""
+    (same mask, same µ-fidelity choice, µ-fidelity seeded by ``seed``), or by ``score(run)`` where the caller
+    keeps its own cache of scores (the Compare page); returns the new runs."""
     shape = tuple(int(v) for v in x.shape[-2:])
     taken = [r.label for r in comp.runs]
     added = []
     for kind in kinds:
         run = control_run(kind, shape, seed)
-        run.scores = metrics.evaluate(bb, x, comp.target, run.saliency, mask=comp.mask, mu=mu, seed=seed)
+        run.scores = (score(run) if score is not None else
+                      metrics.evaluate(bb, x, comp.target, run.saliency, mask=comp.mask, mu=mu, seed=seed))
         run.label = unique_labels(taken + [run.label])[-1]
         taken.append(run.label)
         comp.runs.append(run)

@@ -15,7 +15,7 @@ from PIL import Image
 
 from explainers import explainer_class, list_explainers
 from explainers import metrics
-from explainers.report import CONTROLS, Comparison, control_run, export_zip, run_from_snapshot, unique_labels
+from explainers.report import CONTROLS, Comparison, add_controls, export_zip, run_from_snapshot, unique_labels
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
 from ui.inputs import image_input
 from ui.jobs import POLL_S, fmt_seconds, progress_text
@@ -206,10 +206,8 @@ for label, job in jobs:
 if not comp.runs:
     st.error("No run produced a map.")
     st.stop()
-for kind in CONTROLS if with_controls else ():
-    run = control_run(kind, (h, w))
-    run.scores = scores_of(("control", kind, context, mask_sha, with_mu), run.label, run.saliency, run.seed)
-    comp.runs.append(run)
+add_controls(comp, bb, x, CONTROLS if with_controls else (), score=lambda run: scores_of(
+    ("control", run.params["kind"], context, mask_sha, with_mu), run.label, run.saliency, run.seed))
 
 st.subheader("Scores")
 df = pd.DataFrame(comp.table()).set_index("run")
