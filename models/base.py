@@ -268,7 +268,8 @@ def measure_fastest_batch(forward: Callable[[torch.Tensor], torch.Tensor], input
 
     The sizes are timed in turn, round after round, and each keeps its best time: a burst of load from another
     process then slows every size alike instead of whichever size was being timed (measured one size after the
-    other, a busy moment once cached batch 1 for EfficientNet-Lite0, 1.7x slower than batch 16 on that CPU).
+    other, a busy moment once cached batch 1 for EfficientNet-Lite0, and the default runs took 1.7-1.9x as long
+    as at batch 4). ``bench/batch_sizes.py`` prints what each size costs.
     """
     sizes = [1, 2, 4, 8, 16, 32] if device.type == "cpu" else [16, 32, 64, 128, 256]
     per = {}
