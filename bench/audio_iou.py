@@ -30,7 +30,7 @@ from models import load_model  # noqa: E402
 
 AUDIO = ROOT / "assets" / "audio"
 EXTRA = [("sobol", {"grid_size": 12, "nb_design": 32}), ("sobol", {"grid_size": 16, "nb_design": 32}),
-         ("dax", {"readout": "mask"})]
+         ("dax", {"readout": "mask"}), ("dax", {"student": "segments"})]
 
 
 def clips(bb):

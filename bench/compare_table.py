@@ -3,6 +3,7 @@
     .venv/bin/python bench/compare_table.py                       # every registered black-box method, CPU defaults
     .venv/bin/python bench/compare_table.py --methods lr sobol rise occlusion --device cpu --zip out.zip
     .venv/bin/python bench/compare_table.py --methods                 # the control rows alone
+    .venv/bin/python bench/compare_table.py --methods --no-mu --control-seed 3   # another draw of the random controls
 
 Runs each method at its default parameters for the device (``Param.cpu_default`` on a CPU), seed 0, explaining
 the top class (285, "Egyptian cat"), through the same engine, metrics and ``explainers.report`` table the page
@@ -52,6 +53,7 @@ def main() -> None:
     ap.add_argument("--device", default=None, help="cpu / cuda (default: CUDA if present)")
     ap.add_argument("--no-mu", action="store_true", help="skip mu-fidelity (201 queries per map)")
     ap.add_argument("--no-controls", action="store_true", help="leave out the control rows")
+    ap.add_argument("--control-seed", type=int, default=0, help="seed of the random control maps (default 0)")
     ap.add_argument("--zip", help="also write the page's ZIP export here")
     args = ap.parse_args()
 
@@ -67,7 +69,7 @@ def main() -> None:
           f"{device_name(bb.device)}, load average {load:.1f} at start")
     t0 = time.perf_counter()
     comp = compare(bb, x, target, specs, engine=Engine(disk_cache=False), mu=not args.no_mu, use_cache=False,
-                   input_name="chelsea", controls=not args.no_controls)
+                   input_name="chelsea", controls=not args.no_controls, control_seed=args.control_seed)
     cols = ("run", "queries", "wall_time_s", "deletion_auc", "insertion_auc", "mu_fidelity", "metric_queries")
     print("| method | queries | wall time (s) | deletion AUC ↓ | insertion AUC ↑ | µ-fidelity ↑ | metric queries |")
     print("|---|---:|---:|---:|---:|---:|---:|")
