@@ -1,4 +1,4 @@
-"""Black-box saliency explorer: the frame (navigation + shared sidebar). Pages live in pages/."""
+"""Black-box saliency explorer: the frame (navigation + shared sidebar). Pages live in views/ (not pages/: Streamlit would also run files there directly on a cold server's deep links)."""
 from pathlib import Path
 
 import streamlit as st
@@ -11,24 +11,25 @@ st.set_page_config(page_title="Black-box saliency explorer", page_icon="🔍", l
 
 # (file, title, icon, section). A page file that is not there yet is skipped.
 PAGES = [
-    ("pages/explore.py", "Explore", "🔍", "Explain"),
-    ("pages/compare.py", "Compare", "⚖️", "Explain"),
-    ("pages/audio.py", "Audio", "🔊", "Explain"),
-    ("pages/lab.py", "Convergence lab", "📈", "Learn"),
-    ("pages/study_designer.py", "Study designer", "🧪", "Human studies"),
-    ("pages/study_results.py", "Study results", "📊", "Human studies"),
-    ("pages/study_participant.py", "Participate", "🙋", "Human studies"),
-    ("pages/home.py", "Models and cache", "🧰", "About"),
+    ("views/explore.py", "Explore", "🔍", "Explain"),
+    ("views/compare.py", "Compare", "⚖️", "Explain"),
+    ("views/audio.py", "Audio", "🔊", "Explain"),
+    ("views/lab.py", "Convergence lab", "📈", "Learn"),
+    ("views/study_designer.py", "Study designer", "🧪", "Human studies"),
+    ("views/study_results.py", "Study results", "📊", "Human studies"),
+    ("views/study_participant.py", "Participate", "🙋", "Human studies"),
+    ("views/home.py", "Models and cache", "🧰", "About"),
 ]
 
 
 def build_navigation():
     participant_link = "study" in st.query_params
     shown = [(f, t, i, sec) for f, t, i, sec in PAGES if (ROOT / f).exists()
-             and (not participant_link or f == "pages/study_participant.py")]  # a study link shows only the study
+             and (not participant_link or f == "views/study_participant.py")]  # a study link shows only the study
     sections: dict[str, list] = {}
     for n, (file, title, icon, section) in enumerate(shown):
-        sections.setdefault(section, []).append(st.Page(file, title=title, icon=icon, default=n == 0))
+        sections.setdefault(section, []).append(st.Page(file, title=title, icon=icon, default=n == 0,
+                                                        url_path=Path(file).stem))
     return st.navigation(sections, position="hidden" if participant_link else "sidebar"), participant_link
 
 

@@ -3,7 +3,7 @@
     .venv/bin/python bench/audio_iou.py                 # CPU defaults of every method, plus Sobol at grid 12 and 16
 
 For each of the six clips in assets/audio (target = the clip's class), the map of each method at seed 0 is scored
-with ``explainers.metrics.iou`` (min-max normalised map >= 0.2 against the (F, T) mask). Prints a markdown table.
+with ``evaluation.metrics.iou`` (min-max normalised map >= 0.2 against the (F, T) mask). Prints a markdown table.
 
 Two controls keep the figures honest: the first row scores the spectrogram itself as a "map" (no model, no
 query: how far energy alone goes on this metric), and the last column scores every method's map multiplied by
@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 from explainers import get_explainer, list_explainers  # noqa: E402
 from explainers.dax import audio_energy  # noqa: E402
 from explainers.masks import normalise  # noqa: E402
-from explainers.metrics import iou  # noqa: E402
+from evaluation.metrics import iou  # noqa: E402
 from explainers.registry import explainer_class  # noqa: E402
 from models import load_model  # noqa: E402
 

@@ -6,11 +6,11 @@
     .venv/bin/python bench/compare_table.py --methods --no-mu --control-seed 3   # another draw of the random controls
 
 Runs each method at its default parameters for the device (``Param.cpu_default`` on a CPU), seed 0, explaining
-the top class (285, "Egyptian cat"), through the same engine, metrics and ``explainers.report`` table the page
+the top class (285, "Egyptian cat"), through the same engine, metrics and ``evaluation.report`` table the page
 uses, then prints it as Markdown. Fresh runs: the result cache is not read. Wall times depend on the machine and
 its load (printed with the table); queries and scores do not (seeded, deterministic on one device).
 
-The control rows (``explainers.report.CONTROLS``: random pixels, random 7x7 blocks, a centred Gaussian; maps
+The control rows (``evaluation.report.CONTROLS``: random pixels, random 7x7 blocks, a centred Gaussian; maps
 made without the model, 0 explanation queries, scored the same way) come after the methods unless
 ``--no-controls``: they are what a score has to beat.
 """
@@ -29,8 +29,8 @@ from PIL import Image  # noqa: E402
 from skimage import data  # noqa: E402
 
 from explainers import explainer_class, list_explainers  # noqa: E402
-from explainers.engine import Engine  # noqa: E402
-from explainers.report import compare, export_zip  # noqa: E402
+from runtime.engine import Engine  # noqa: E402
+from evaluation.report import compare, export_zip  # noqa: E402
 from models import device_name, load_model  # noqa: E402
 
 FIRST = ("lr", "sobol", "rise", "occlusion")

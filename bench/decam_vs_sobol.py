@@ -2,7 +2,7 @@
 
 Prints, for each method: queries used, wall time, and the deletion AUC (RISE protocol, lower is better:
 pixels removed in saliency order, 224 per step, toward zeros of the input space, softmax probability of the
-explained class). Uses ``explainers.metrics.deletion_auc`` when it exists, else the same protocol locally.
+explained class). Uses ``evaluation.metrics.deletion_auc`` when it exists, else the same protocol locally.
 
     .venv/bin/python bench/decam_vs_sobol.py            # DE-CAM 26 x 80 = 2080 queries vs Sobol 8x8, N=32 = 2080
     .venv/bin/python bench/decam_vs_sobol.py --seeds 0 1 2
@@ -43,10 +43,10 @@ def local_deletion_auc(bb, x, target, saliency, step=224):
 
 def deletion(bb, x, target, sal):
     try:
-        from explainers.metrics import deletion_auc
+        from evaluation.metrics import deletion_auc
     except ImportError:
         return local_deletion_auc(bb, x, target, sal), "local RISE protocol"
-    return float(deletion_auc(bb, x, target, sal)), "explainers.metrics.deletion_auc"
+    return float(deletion_auc(bb, x, target, sal)), "evaluation.metrics.deletion_auc"
 
 
 def main():

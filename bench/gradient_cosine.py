@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT))
 from PIL import Image  # noqa: E402
 
 import explainers  # noqa: E402,F401
-from explainers._lab import cosine_curves  # noqa: E402
+from evaluation.lab import cosine_curves  # noqa: E402
 from models import load_model  # noqa: E402
 
 METHODS = {

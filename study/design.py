@@ -52,7 +52,7 @@ def compute_stimuli(bb, inputs: Iterable[tuple[str, object]], methods: dict[str,
     inputs: (name, PIL image) pairs; methods: {method name: params}. `attention_checks` shuffled maps are
     added per input. `progress(i, n)` is called after each map.
     """
-    from explainers.engine import default_engine
+    from runtime.engine import default_engine
     from study.repo import StimulusSpec, StudyError
 
     engine = engine or default_engine()

@@ -14,7 +14,7 @@ from typing import Any, Callable
 import streamlit as st
 import torch
 
-from explainers.engine import Job, JobSnapshot
+from runtime.engine import Job, JobSnapshot
 from models import BlackBox
 from ui.state import get_engine
 

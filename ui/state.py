@@ -4,7 +4,7 @@ from __future__ import annotations
 import streamlit as st
 import torch
 
-from explainers.engine import Engine, default_engine
+from runtime.engine import Engine, default_engine
 from models import BlackBox, device_name, load_model, pick_device
 
 

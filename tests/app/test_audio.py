@@ -18,7 +18,7 @@ APP = str(ROOT / "app.py")
 def open_audio() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("pages/audio.py").run()
+    at.switch_page("views/audio.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value.endswith("Audio")
     return at

@@ -16,8 +16,8 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from explainers.metrics import STEPS
-from explainers.report import CONTROL_LABELS, CONTROLS, check_zip
+from evaluation.metrics import STEPS
+from evaluation.report import CONTROL_LABELS, CONTROLS, check_zip
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -29,7 +29,7 @@ RUNS = ["occlusion (patch=112, stride=112)", "sobol (grid_size=2, nb_design=4)"]
 def open_compare() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
-    at.switch_page("pages/compare.py").run()
+    at.switch_page("views/compare.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value.endswith("Compare methods")
     return at

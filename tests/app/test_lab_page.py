@@ -16,7 +16,7 @@ P = "lab."
 @pytest.fixture()
 def at():
     app = AppTest.from_file(APP, default_timeout=120)
-    app.switch_page("pages/lab.py")
+    app.switch_page("views/lab.py")
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app

@@ -12,7 +12,7 @@ from streamlit.testing.v1 import AppTest
 from study import Repository, open_db
 
 ROOT = Path(__file__).resolve().parents[2]
-PAGES = ROOT / "pages"
+PAGES = ROOT / "views"
 DESIGNER, PARTICIPANT, RESULTS = (str(PAGES / f"study_{n}.py") for n in ("designer", "participant", "results"))
 sys_path = str(ROOT / "tests" / "study")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from explainers import get_explainer
-from explainers.metrics import iou
+from evaluation.metrics import iou
 from models import load_model
 
 AUDIO = Path(__file__).resolve().parents[2] / "assets" / "audio"

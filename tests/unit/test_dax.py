@@ -130,9 +130,9 @@ def test_on_the_cat_photo_dax_beats_a_smooth_random_map(effnet, cat_x):
     """DAX at its CPU defaults on the real model and photo (its segment student): lower deletion and higher
     insertion AUC than random 7 x 7 block maps, the control with the same smoothness and no knowledge of the
     model. (With the reference's pixel student it lost on both: 0.52 / 0.35 against 0.37 / 0.46.)"""
-    from explainers.metrics import deletion_auc, insertion_auc
+    from evaluation.metrics import deletion_auc, insertion_auc
     from explainers.registry import explainer_class
-    from explainers.report import control_map
+    from evaluation.report import control_map
 
     sal = get_explainer("dax", seed=0, **explainer_class("dax").defaults("cpu")).explain(effnet, cat_x, 285)
     ctrl = [torch.from_numpy(control_map("blocks", tuple(cat_x.shape[-2:]), seed=s)) for s in range(3)]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from explainers.engine import Engine
+from runtime.engine import Engine
 from models import BlackBox
 
 

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from explainers import explainer_class, get_explainer, list_explainers
-from explainers.engine import Engine
+from runtime.engine import Engine
 from models import HttpBlackBox, QueryBudgetExceeded, load_model
 from models.http import RemoteAuthError, RemoteModelError, encode_tensor
 from models.serve import serve_in_thread

@@ -8,10 +8,10 @@ import pytest
 import torch
 
 import explainers  # noqa: F401  (registers the methods)
-from explainers._lab import (LabRun, cosine_curves, step_band, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
+from evaluation.lab import (LabRun, cosine_curves, step_band, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
                              with_budget)
-from explainers._fidelity import true_gradient
-from explainers.metrics import gradient_fidelity
+from evaluation.fidelity import true_gradient
+from evaluation.metrics import gradient_fidelity
 from models import BlackBox
 
 

@@ -5,7 +5,7 @@ import torch
 
 from explainers import get_explainer
 from explainers.masks import make_baseline
-from explainers.metrics import (STEPS, box_mask, deletion_auc, deletion_curve, evaluate, insertion_auc,
+from evaluation.metrics import (STEPS, box_mask, deletion_auc, deletion_curve, evaluate, insertion_auc,
                                 insertion_curve, iou, mu_fidelity, mu_fidelity_result, pointing_game,
                                 rank_correlation)
 from models import BlackBox

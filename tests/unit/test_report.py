@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from explainers.engine import Engine
-from explainers.metrics import STEPS, box_mask
-from explainers.report import (CONTROL_LABELS, CONTROLS, TABLE_COLUMNS, Comparison, add_controls, check_zip,
+from runtime.engine import Engine
+from evaluation.metrics import STEPS, box_mask
+from evaluation.report import (CONTROL_LABELS, CONTROLS, TABLE_COLUMNS, Comparison, add_controls, check_zip,
                                 compare, control_map, export_zip, slug, unique_labels)
 from models import BlackBox
 from tests.analytic import region_box

@@ -12,7 +12,7 @@ import pandas as pd
 import streamlit as st
 
 from explainers import list_explainers
-from explainers.metrics import iou
+from evaluation.metrics import iou
 from explainers.registry import explainer_class
 from models import list_models
 from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure

@@ -32,7 +32,7 @@ from scipy import ndimage, stats
 
 from models.base import BlackBox
 
-from .masks import blend, make_baseline, upsample
+from explainers.masks import blend, make_baseline, upsample
 
 STEPS = 32                      # deletion / insertion steps (33 scores per curve)
 DELETION_SUBSTRATE = "zero"
@@ -265,4 +265,4 @@ def evaluate(bb: BlackBox, x: torch.Tensor, target: int, saliency: Any, *, mask:
     out["metric_queries"] = queries
     return out
 
-from ._fidelity import gradient_fidelity  # noqa: E402,F401
+from .fidelity import gradient_fidelity  # noqa: E402,F401

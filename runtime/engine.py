@@ -22,7 +22,7 @@ import torch
 
 from models.base import BlackBox, QueryBudgetExceeded, _cache_dir
 
-from .registry import get_explainer
+from explainers.registry import get_explainer
 
 RUNNING, QUEUED, DONE, CANCELLED, ERROR, STOPPED = "running", "queued", "done", "cancelled", "error", "stopped"
 FINISHED = (DONE, CANCELLED, ERROR, STOPPED)

@@ -42,7 +42,7 @@ import numpy as np
 from PIL import Image
 
 from . import metrics
-from .engine import package_versions
+from runtime.engine import package_versions
 
 TABLE_COLUMNS = ("run", "method", "queries", "wall_time_s", "deletion_auc", "insertion_auc", "mu_fidelity",
                  "pointing_game", "iou", "metric_queries", "status", "control")
@@ -251,7 +251,7 @@ def compare(bb: Any, x: Any, target: int, specs: Sequence[tuple[str, str, dict[s
     ``controls``: True adds every control row (:data:`CONTROLS`) after the runs, a sequence adds those kinds,
     False none. On by default, as on the page: without them a deletion AUC has nothing to be read against.
     """
-    from .engine import default_engine, tensor_sha
+    from runtime.engine import default_engine, tensor_sha
 
     engine = engine or default_engine()
     input_id = input_id or tensor_sha(x)

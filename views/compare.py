@@ -1,7 +1,7 @@
 """Compare: 2 to 6 methods (or settings of one method) on one input and one model, side by side and scored.
 
-Thin page: the runs are engine jobs, the scores come from ``explainers.metrics``, the table and the ZIP from
-``explainers.report`` (the same code ``bench/compare_table.py`` prints), the figures from ``ui.compare_plots``.
+Thin page: the runs are engine jobs, the scores come from ``evaluation.metrics``, the table and the ZIP from
+``evaluation.report`` (the same code ``bench/compare_table.py`` prints), the figures from ``ui.compare_plots``.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import streamlit as st
 from PIL import Image
 
 from explainers import explainer_class, list_explainers
-from explainers import metrics
-from explainers.report import CONTROLS, Comparison, add_controls, export_zip, run_from_snapshot, unique_labels
+from evaluation import metrics
+from evaluation.report import CONTROLS, Comparison, add_controls, export_zip, run_from_snapshot, unique_labels
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
 from ui.inputs import image_input
 from ui.jobs import POLL_S, fmt_seconds, progress_text

@@ -1,7 +1,7 @@
 """Convergence lab (issue 4): how fast query-only gradient estimators approach the true gradient.
 
 Thin page. (a) LR (plain, blockwise), GEEX and iGEEX on a real model: cosine with the autograd gradient
-against queries, a min-max band over seeds, computed in a background thread (explainers._lab.LabRun) and
+against queries, a min-max band over seeds, computed in a background thread (evaluation.lab.LabRun) and
 drawn live by a fragment. (b) A toy 2-D function with its true gradient and the LR estimate's arrows.
 """
 from __future__ import annotations
@@ -17,7 +17,7 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from explainers._lab import (EXTENT, LabRun, grid, lr_toy_gradient, mean_cosine, toy_f,  # noqa: E402
+from evaluation.lab import (EXTENT, LabRun, grid, lr_toy_gradient, mean_cosine, toy_f,  # noqa: E402
                              toy_grad)
 from explainers.registry import list_explainers  # noqa: E402
 from ui.state import current_device, get_model  # noqa: E402

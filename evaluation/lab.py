@@ -1,4 +1,4 @@
-"""Convergence lab: the math behind pages/lab.py (no Streamlit here).
+"""Convergence lab: the math behind views/lab.py (no Streamlit here).
 
 Two things are computed:
 
@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from ._fidelity import cosine, true_gradient
+from .fidelity import cosine, true_gradient
 
 
 def _cos(g: torch.Tensor, g_true: torch.Tensor) -> float:
@@ -31,7 +31,7 @@ def _cos(g: torch.Tensor, g_true: torch.Tensor) -> float:
     if g.dim() == 3 and g.shape[0] == 1:
         g = g.expand(g_true.shape[0], -1, -1)
     return cosine(g, g_true)
-from .registry import get_explainer
+from explainers.registry import get_explainer
 
 # (amplitude, centre x, centre y, width): two hills and a pit on [-2, 2]^2
 BUMPS = ((1.0, -0.8, -0.5, 0.6), (0.7, 0.9, 0.7, 0.5), (-0.8, 0.6, -0.9, 0.45))
