@@ -100,6 +100,7 @@ class Explainer:
     modalities: ClassVar[tuple[str, ...]] = ("image", "audio")
     white_box: ClassVar[bool] = False       # needs an open torch module (reference methods only)
     progressive: ClassVar[bool] = True
+    version: ClassVar[int] = 1              # bump when the maps a method gives change: part of the cache key
 
     def __init__(self, seed: int = 0, **params: Any):
         known = {p.name: p for p in self.params}
