@@ -23,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from explainers import get_explainer, list_explainers  # noqa: E402
 from explainers.dax import audio_energy  # noqa: E402
-from explainers.masks import normalise  # noqa: E402
+from maps import normalise  # noqa: E402
 from evaluation.metrics import iou  # noqa: E402
 from explainers.registry import explainer_class  # noqa: E402
 from models import load_model  # noqa: E402

@@ -30,7 +30,8 @@ from skimage import data  # noqa: E402
 
 from explainers import explainer_class, list_explainers  # noqa: E402
 from runtime.engine import Engine  # noqa: E402
-from evaluation.report import compare, export_zip  # noqa: E402
+from evaluation.report import export_zip  # noqa: E402
+from runtime.compare import compare  # noqa: E402
 from models import device_name, load_model  # noqa: E402
 
 FIRST = ("lr", "sobol", "rise", "occlusion")

@@ -1,6 +1,6 @@
 """Cosine of query-only gradient estimates with the autograd gradient (issue 4).
 
-LR plain, LR blockwise, GEEX and iGEEX (its raw gradient estimate, extras["gradient"]) on the cat photo with
+LR plain, LR blockwise, GEEX and iGEEX (its raw gradient estimate, Estimate.gradient) on the cat photo with
 EfficientNet-Lite0 (score mode logit), seed 0. Each method runs once to the largest checkpoint and streams
 (min_interval=0); the cosine at a checkpoint is that of the last estimate made with at most that many queries.
 A (1, H, W) estimate (GEEX's channel-shared noise) is broadcast over the colour channels.

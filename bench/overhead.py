@@ -65,7 +65,7 @@ def forward_time(bb, n: int, x: torch.Tensor) -> float:
     with torch.inference_mode():
         for i in range(0, n, bs):
             j = i % pool
-            bb._forward(inputs[j:j + min(bs, n - i)])
+            bb.forward_raw(inputs[j:j + min(bs, n - i)])
     sync(bb.device)
     return time.perf_counter() - t0
 
@@ -98,7 +98,7 @@ def shrunk_params(name: str, budget: int, shape) -> dict:
     for _ in range(12):
         if cls(seed=0, **params).query_budget(shape) <= budget:
             break
-        for p in cls.params:
+        for p in cls.param_specs:
             v = params[p.name]
             if p.kind == "int" and not isinstance(v, bool) and v > 8 and p.name not in ("grid_size", "n_segments"):
                 params[p.name] = max(int(p.low or 1), 8, int(v * 0.7))
@@ -114,7 +114,7 @@ def captum_rows(bb, x, target, model: str):
     bs = bb.batch_size
     counter = {"n": 0}
     net = bb.module
-    clock = bb._forward   # a ForwardClock (run_model): times the net call, as for our methods
+    clock = bb.forward_raw   # a ForwardClock (run_model): times the net call, as for our methods
 
     def forward(inp):  # what a Captum user passes: the model with a softmax (the net call is timed)
         counter["n"] += inp.shape[0]
@@ -160,8 +160,8 @@ def run_model(model: str, device, reps: int, cat) -> list[dict]:
     bs = bb.batch_size
     print(f"# {model}: device {device_name(bb.device)}, fastest batch {bs}, target {target}", file=sys.stderr)
     forward_time(bb, 4 * bs, x)   # warm up every kernel once
-    clock = ForwardClock(bb._forward, bb.device)
-    bb._forward = clock           # views share it: every query of a run is timed
+    clock = ForwardClock(bb.forward_raw, bb.device)
+    bb.forward_raw = clock           # views share it: every query of a run is timed
     rows = []
 
     def measure(label, desc, run, queries_of):

@@ -9,7 +9,7 @@ import torch
 
 
 def true_gradient(bb, x: torch.Tensor, target: int) -> torch.Tensor:
-    """Autograd gradient (C, H, W) of the target score in ``bb.score_mode`` space (as ``BlackBox._to_score``)."""
+    """Autograd gradient (C, H, W) of the target score in ``bb.score_mode`` space (as ``BlackBox.to_score``)."""
     if not getattr(bb, "is_white_box", False) or bb.module is None:
         raise ValueError(f"gradient_fidelity needs an open torch model; {getattr(bb, 'name', bb)!r} can only "
                          "be queried (no autograd gradient to compare with)")
@@ -18,7 +18,7 @@ def true_gradient(bb, x: torch.Tensor, target: int) -> torch.Tensor:
     xi = x.detach().to(bb.device, torch.float32).unsqueeze(0).requires_grad_(True)
     with torch.enable_grad():
         # the model's own forward + score mapping, gradients on (no inference_mode, no query counted)
-        score = bb._to_score(bb._forward(xi).float())[0, int(target)]
+        score = bb.to_score(bb.forward_raw(xi).float())[0, int(target)]
         (g,) = torch.autograd.grad(score, xi)
     return g[0].detach()
 

@@ -7,20 +7,25 @@ Two things are computed:
   ``g = mean((f(p + z) - f(p - z)) / 2 * z) / sigma^2``, z ~ N(0, sigma^2 I) (Zhang et al., arXiv 2403.15603,
   2024; Cai and Wunder, ICML 2024). The estimate is unbiased for the gradient of the *Gaussian-smoothed* f,
   so a large sigma is biased (it blurs the bumps) and a small sigma with few samples is noisy.
-* ``cosine_curves``: stream query-only gradient estimators (LR, GEEX, iGEEX) on a real model and record the
-  cosine of their gradient estimate with the autograd gradient against queries, over several seeds.
+* ``cosine_curves``: stream query-only gradient estimators (the methods that declare ``estimates_gradient``:
+  LR, GEEX, iGEEX) on a real model and record the cosine of their gradient estimate with the autograd
+  gradient against queries, over several seeds.
+
+The toy's estimate is the same running-mean estimator as LR's and GEEX's (explainers.estimators), with each
+grid point a block of its own.
 """
 from __future__ import annotations
 
 import math
 import warnings
-import threading
-import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
+
+from explainers.estimators import ScoreFunctionEstimator, central_difference
+from explainers.registry import explainer_class, get_explainer, list_explainers
 
 from .fidelity import cosine, true_gradient
 
@@ -31,7 +36,6 @@ def _cos(g: torch.Tensor, g_true: torch.Tensor) -> float:
     if g.dim() == 3 and g.shape[0] == 1:
         g = g.expand(g_true.shape[0], -1, -1)
     return cosine(g, g_true)
-from explainers.registry import get_explainer
 
 # (amplitude, centre x, centre y, width): two hills and a pit on [-2, 2]^2
 BUMPS = ((1.0, -0.8, -0.5, 0.6), (0.7, 0.9, 0.7, 0.5), (-0.8, 0.6, -0.9, 0.45))
@@ -74,11 +78,14 @@ def lr_toy_gradient(points: np.ndarray, sigma: float, n_samples: int, seed: int 
     if n_samples < 2:
         raise ValueError(f"n_samples must be at least 2 (one mirrored pair), got {n_samples!r}")
     points = np.asarray(points, float)
-    pairs = n_samples // 2
+    shape, pairs = points.shape, n_samples // 2
     rng = np.random.default_rng(seed)
-    z = rng.standard_normal((pairs, *points.shape)) * sigma              # (pairs, P, 2)
-    coef = (f(points + z) - f(points - z)) / 2                           # (pairs, P)
-    return (coef[..., None] * z).mean(0) / sigma ** 2
+    eps = rng.standard_normal((pairs, *shape)).reshape(pairs, -1, shape[-1])      # (pairs, P, 2)
+    z, flat = eps * sigma, points.reshape(-1, shape[-1])
+    coef = central_difference(f(flat + z), f(flat - z))                  # (pairs, P)
+    est = ScoreFunctionEstimator(sigma, shape[-1], len(flat), dtype=torch.float64)
+    est.add_rounds(torch.from_numpy(eps), torch.from_numpy(coef))        # every point gets a pair per round
+    return est.gradient().numpy().reshape(shape)
 
 
 def mean_cosine(est: np.ndarray, true: np.ndarray) -> float:
@@ -114,11 +121,10 @@ def stream_cosines(bb, x: torch.Tensor, target: int, method: str, params: dict, 
     """Yield (queries, cosine, completeness_gap or None) for every estimate of one run (min_interval=0)."""
     g_true = true_gradient(bb, x, target) if g_true is None else g_true
     ex = get_explainer(method, seed=seed, **params)
+    if not ex.estimates_gradient:
+        raise ValueError(f"{method} gives no gradient estimate (estimates_gradient is false); the lab needs one")
     for est in ex.stream(bb.view(), x, target, min_interval=0.0):
-        g = est.extras.get("gradient")
-        if g is None:
-            raise ValueError(f"{method} gives no gradient estimate (extras['gradient']); the lab needs one")
-        yield est.queries, _cos(g, g_true), est.metrics.get("completeness_gap")
+        yield est.queries, _cos(est.gradient, g_true), est.metrics.get("completeness_gap")
         if should_stop is not None and should_stop():
             return
 
@@ -164,13 +170,20 @@ def cosine_curves(bb, x: torch.Tensor, target: int, methods: dict[str, dict], se
     return out
 
 
+def gradient_methods() -> list[str]:
+    """The registered query-only methods that estimate a gradient (what the lab can compare)."""
+    return [n for n in list_explainers(white_box=False) if explainer_class(n).estimates_gradient]
+
+
 def with_budget(method: str, params: dict, queries: int) -> dict:
-    """Fill the sample count of LR (n_samples) or GEEX/iGEEX (n_masks, mirrored: queries / 2) for a budget."""
+    """Fill the method's budget parameter for a number of queries (``budget_param``: LR's n_samples, GEEX's
+    n_masks, mirrored: queries / 2), at least its declared minimum."""
     params = dict(params)
-    if method == "lr":
-        params.setdefault("n_samples", max(2, int(queries)))
-    elif method in ("geex", "igeex"):
-        params.setdefault("n_masks", max(1, int(queries) // 2))
+    cls = explainer_class(method)
+    if cls.budget_param is not None:
+        name, per_unit = cls.budget_param
+        spec = next(p for p in cls.param_specs if p.name == name)
+        params.setdefault(name, max(int(spec.low or 1), int(queries) // per_unit))
     return params
 
 
@@ -188,55 +201,3 @@ def step_band(series: Sequence[Sequence[tuple[int, float]]], qgrid: Sequence[int
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         return np.nanmean(vals, 0), np.nanmin(vals, 0), np.nanmax(vals, 0)
-
-
-class LabRun:
-    """``cosine_curves`` in a background thread, its points readable while it runs (for live plots)."""
-
-    def __init__(self, bb, x, target, methods: dict[str, dict], seeds: Sequence[int], budget: int):
-        self.methods, self.seeds, self.budget = dict(methods), list(seeds), int(budget)
-        self.points: dict[str, dict[int, list[tuple[int, float, float | None]]]] = {
-            n: {s: [] for s in self.seeds} for n in self.methods}
-        self.current: str | None = None
-        self.error: str | None = None
-        self.done = False
-        self.started = time.perf_counter()
-        self.elapsed = 0.0
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._thread = threading.Thread(target=self._run, args=(bb, x, target), daemon=True, name="lab-run")
-        self._thread.start()
-
-    def _point(self, name, seed, q, c, g):
-        with self._lock:
-            self.current = name
-            self.points[name][seed].append((int(q), float(c), None if g is None else float(g)))
-
-    def _run(self, bb, x, target):
-        try:
-            cosine_curves(bb, x, target, self.methods, self.seeds, [self.budget], on_point=self._point,
-                          should_stop=self._stop.is_set)
-            if self._stop.is_set():
-                self.error = "stopped"
-        except Exception as e:  # shown by the page; the app keeps running
-            self.error = f"{type(e).__name__}: {e}"
-        finally:
-            self.elapsed = time.perf_counter() - self.started
-            self.done = True
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def wait(self, timeout: float | None = None) -> None:
-        self._thread.join(timeout)
-
-    def progress(self) -> float:
-        with self._lock:
-            got = sum(max((p[0] for p in pts), default=0) for runs in self.points.values() for pts in runs.values())
-        return 1.0 if self.done else min(1.0, got / max(1, self.budget * len(self.seeds) * len(self.methods)))
-
-    def bands(self, qgrid: Sequence[int], which: int = 1) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """name -> (mean, min, max) over seeds of the cosine (which=1) or the completeness gap (which=2)."""
-        with self._lock:
-            snap = {n: [[(p[0], p[which]) for p in pts] for pts in runs.values()] for n, runs in self.points.items()}
-        return {n: step_band(series, qgrid) for n, series in snap.items() if any(series)}

@@ -1,4 +1,4 @@
-"""Faithfulness and localisation scores for a saliency map (research/algorithms.md section 7). No streamlit.
+"""Faithfulness and localisation scores for a saliency map (docs/methods.md section 7). No streamlit.
 
 Project-wide protocol (fixed so numbers are comparable across pages, benches and tests):
 
@@ -30,8 +30,10 @@ import numpy as np
 import torch
 from scipy import ndimage, stats
 
+from maps import normalise
 from models.base import BlackBox
 
+from explainers.base import check_input, check_target
 from explainers.masks import blend, make_baseline, upsample
 
 STEPS = 32                      # deletion / insertion steps (33 scores per curve)
@@ -72,14 +74,11 @@ def _as_map(saliency: Any, shape: tuple[int, int] | None = None, what: str = "sa
     return s
 
 
-def _check(bb: BlackBox, x: torch.Tensor, target: int) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.dim() != 3:
-        raise ValueError(f"the input must be a torch.Tensor (C, H, W), got "
-                         f"{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}")
-    k = bb.num_classes
-    if isinstance(target, bool) or not isinstance(target, (int, np.integer)) or target < 0 or (k and target >= k):
-        raise ValueError(f"target must be a class index in 0..{(k or 1) - 1}, got {target!r}")
-    return x.to(bb.device, torch.float32)
+def _check(bb: BlackBox, x: torch.Tensor, target: int, metric: str) -> torch.Tensor:
+    """The explainers' own input and target rules, so a map that could be made can be scored (numpy ints too)."""
+    x = check_input(bb, x, metric)
+    check_target(bb, int(target) if isinstance(target, np.integer) else target, metric)
+    return x
 
 
 def _scores_of(view: BlackBox, x: torch.Tensor, baseline: torch.Tensor, keep: torch.Tensor, target: int) -> torch.Tensor:
@@ -100,7 +99,7 @@ def _trapezoid_auc(curve: np.ndarray, fractions: np.ndarray) -> float:
 # ----------------------------------------------------------------------------------------------- deletion / insertion
 def _causal_curve(name: str, bb: BlackBox, x: torch.Tensor, target: int, saliency: Any, *, insert: bool,
                   steps: int, substrate: str, score_mode: str) -> MetricResult:
-    x = _check(bb, x, target)
+    x = _check(bb, x, target, name)
     h, w = x.shape[-2:]
     sal = _as_map(saliency, (h, w))
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= h * w:
@@ -151,7 +150,7 @@ def mu_fidelity_result(bb: BlackBox, x: torch.Tensor, target: int, saliency: Any
                        nb_samples: int = MU_SAMPLES, subset_percent: float = MU_P, baseline: str = "zero",
                        correlation: str = "spearman", seed: int = 0, score_mode: str = SCORE_MODE) -> MetricResult:
     """mu-Fidelity (Bhatt et al. 2020) with its cost; ``value`` in [-1, 1], higher is better."""
-    x = _check(bb, x, target)
+    x = _check(bb, x, target, "mu_fidelity")
     h, w = x.shape[-2:]
     sal = torch.as_tensor(_as_map(saliency, (h, w)), dtype=torch.float32, device=x.device)
     if correlation not in ("spearman", "pearson"):
@@ -215,9 +214,7 @@ def iou(saliency: Any, mask: Any, threshold: float = IOU_THRESHOLD) -> float:
     """IoU of {min-max normalised map >= threshold} with the mask (a constant map selects nothing)."""
     sal = _as_map(saliency)
     m = _as_mask(mask, sal.shape)
-    lo, hi = float(sal.min()), float(sal.max())
-    norm = (sal - lo) / (hi - lo) if hi > lo else np.zeros_like(sal, dtype=float)
-    sel = norm >= threshold if hi > lo else np.zeros_like(m)
+    sel = normalise(sal) >= threshold if sal.max() > sal.min() else np.zeros_like(m)
     union = np.logical_or(sel, m).sum()
     return float(np.logical_and(sel, m).sum() / union)
 

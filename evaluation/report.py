@@ -1,7 +1,8 @@
 """A comparison of several saliency runs on one input, as a table and as one ZIP. No streamlit import.
 
-The Compare page, ``bench/compare_table.py`` and the tests build the same :class:`Comparison`, so the table a
-user sees, the table the bench prints and the exported ``metrics.csv`` are one thing. The ZIP holds:
+The Compare page and ``runtime.compare`` (``bench/compare_table.py``, the tests) build the same
+:class:`Comparison` (:meth:`Comparison.of`), so the table a user sees, the table the bench prints and the exported
+``metrics.csv`` are one thing. The ZIP holds:
 
     manifest.json            every other file with its size and sha256
     report.json              model, input sha256, target, each run's method, parameters, seed, queries, wall time,
@@ -39,20 +40,17 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 import numpy as np
-from PIL import Image
+
+from maps import npy_bytes, overlay_png, png_bytes
 
 from . import metrics
-from runtime.engine import package_versions
+from .controls import BLOCKS_GRID, CENTRE_SIGMA, CONTROL_DEFINITIONS, CONTROL_LABELS, CONTROLS, control_map
+from .provenance import package_versions
 
 TABLE_COLUMNS = ("run", "method", "queries", "wall_time_s", "deletion_auc", "insertion_auc", "mu_fidelity",
                  "pointing_game", "iou", "metric_queries", "status", "control")
 
-CONTROLS = ("random", "blocks", "centre")      # every kind of control map, in table order
-CONTROL_LABELS = {"random": "control: random pixels", "blocks": "control: random 7x7 blocks",
-                  "centre": "control: centre Gaussian"}
 CONTROL_METHOD = "control"
-BLOCKS_GRID = 7
-CENTRE_SIGMA = 0.25                            # x min(H, W)
 
 
 @dataclass
@@ -100,6 +98,16 @@ class Comparison:
     @property
     def controls(self) -> list[Run]:
         return [r for r in self.runs if r.control]
+
+    @classmethod
+    def of(cls, bb: Any, x: Any, target: int, *, input_name: str, input_sha256: str,
+           mask: np.ndarray | None = None, background: np.ndarray | None = None) -> "Comparison":
+        """An empty comparison of ``bb`` on ``x`` for class ``target`` (the runs are appended after)."""
+        labels = bb.labels
+        return cls(model=bb.id, target=int(target), target_label=labels[target] if target < len(labels) else "",
+                   input_name=input_name, input_sha256=input_sha256,
+                   background=bb.to_display(x) if background is None else background, mask=mask,
+                   device=str(bb.device))
 
     def table(self) -> list[dict[str, Any]]:
         return [r.row() for r in self.runs]
@@ -151,32 +159,6 @@ def unique_labels(labels: Sequence[str]) -> list[str]:
     return out
 
 
-def overlay(background: np.ndarray, saliency: np.ndarray, opacity: float = 0.5, colormap: str = "jet") -> bytes:
-    """PNG bytes: the min-max normalised map, colour-mapped, alpha-blended over the background."""
-    import matplotlib  # here, not at module level: `import explainers` imports this module too
-
-    bg = np.asarray(background)[..., :3].astype(np.float32)
-    sal = np.asarray(saliency, dtype=np.float32)
-    if sal.shape != bg.shape[:2]:
-        sal = np.asarray(Image.fromarray(sal).resize((bg.shape[1], bg.shape[0]), Image.Resampling.BILINEAR))
-    lo, hi = float(sal.min()), float(sal.max())
-    norm = (sal - lo) / (hi - lo) if hi > lo else np.zeros_like(sal)
-    rgb = matplotlib.colormaps[colormap](norm)[..., :3] * 255
-    return _png(((1 - opacity) * bg + opacity * rgb).clip(0, 255).round().astype(np.uint8))
-
-
-def _png(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def _npy(arr: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(arr, dtype=np.float32))
-    return buf.getvalue()
-
-
 def _csv(rows: Sequence[Sequence[Any]]) -> bytes:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
@@ -202,12 +184,12 @@ def export_zip(comp: Comparison) -> bytes:
         labels = [r.label for r in comp.explanations]
         files["rank_correlation.csv"] = _csv([[""] + labels] + [[lab] + [f"{v:.6g}" for v in row]
                                                                 for lab, row in zip(labels, corr)])
-    files["input.png"] = _png(np.asarray(comp.background)[..., :3].astype(np.uint8))
+    files["input.png"] = png_bytes(np.asarray(comp.background)[..., :3].astype(np.uint8))
     if comp.mask is not None:
-        files["ground_truth.png"] = _png(np.asarray(comp.mask, dtype=bool).astype(np.uint8) * 255)
+        files["ground_truth.png"] = png_bytes(np.asarray(comp.mask, dtype=bool).astype(np.uint8) * 255)
     for r in comp.runs:
-        files[f"maps/{slug(r.label)}.npy"] = _npy(r.saliency)
-        files[f"overlays/{slug(r.label)}.png"] = overlay(comp.background, r.saliency)
+        files[f"maps/{slug(r.label)}.npy"] = npy_bytes(r.saliency)
+        files[f"overlays/{slug(r.label)}.png"] = overlay_png(comp.background, r.saliency)
     manifest = {"files": [{"path": p, "bytes": len(b), "sha256": hashlib.sha256(b).hexdigest()}
                           for p, b in files.items()]}
     buf = io.BytesIO()
@@ -237,71 +219,11 @@ def run_from_snapshot(label: str, snap: Any, scores: dict[str, Any] | None = Non
     """A :class:`Run` from an engine ``JobSnapshot`` (finished, with a map)."""
     return Run(label=label, method=snap.method, params=dict(snap.params), seed=snap.seed,
                saliency=np.asarray(snap.saliency, dtype=np.float32), queries=int(snap.queries),
-               wall_time_s=float(snap.extras.get("original_elapsed") or snap.elapsed) if snap.from_cache
+               wall_time_s=float(snap.original_elapsed or snap.elapsed) if snap.from_cache
                else float(snap.elapsed), status=snap.status, from_cache=snap.from_cache, scores=scores)
 
 
-def compare(bb: Any, x: Any, target: int, specs: Sequence[tuple[str, str, dict[str, Any], int]], *,
-            engine: Any = None, mask: np.ndarray | None = None, mu: bool = True, input_id: str | None = None,
-            input_name: str = "input", use_cache: bool = True, controls: bool | Sequence[str] = True,
-            control_seed: int = 0) -> Comparison:
-    """Run every (label, method, params, seed) one after the other through the engine and score each map.
-
-    The blocking twin of the Compare page (scripts, benches, tests): same runs, same scores, same table.
-    ``controls``: True adds every control row (:data:`CONTROLS`) after the runs, a sequence adds those kinds,
-    False none. On by default, as on the page: without them a deletion AUC has nothing to be read against.
-    """
-    from runtime.engine import default_engine, tensor_sha
-
-    engine = engine or default_engine()
-    input_id = input_id or tensor_sha(x)
-    labels = bb.labels
-    comp = Comparison(model=bb.id, target=int(target), target_label=labels[target] if target < len(labels) else "",
-                      input_name=input_name, input_sha256=input_id, background=bb.to_display(x), mask=mask,
-                      device=str(bb.device))
-    for label, (_, method, params, seed) in zip(unique_labels([s[0] for s in specs]), specs):
-        snap = engine.run(bb, x, method, params, target=target, seed=seed, input_id=input_id, use_cache=use_cache)
-        if snap.saliency is None:
-            raise RuntimeError(f"{label}: {snap.error or snap.status}")
-        scores = metrics.evaluate(bb, x, target, snap.saliency, mask=mask, mu=mu, seed=seed)
-        comp.runs.append(run_from_snapshot(label, snap, scores))
-    if controls:
-        kinds = CONTROLS if controls is True else [controls] if isinstance(controls, str) else list(controls)
-        add_controls(comp, bb, x, kinds, seed=control_seed, mu=mu)
-    return comp
-
-
 # ------------------------------------------------------------------------------------------------ controls
-CONTROL_DEFINITIONS = {
-    "random": "i.i.d. uniform [0, 1) pixels, numpy default_rng(seed)",
-    "blocks": f"uniform [0, 1) values on a {BLOCKS_GRID} x {BLOCKS_GRID} grid, numpy default_rng(seed), "
-              "nearest-upsampled to the input",
-    "centre": f"isotropic Gaussian centred on the image, sigma = {CENTRE_SIGMA} x min(H, W)",
-}
-
-
-def control_map(kind: str, shape: tuple[int, int], seed: int = 0) -> np.ndarray:
-    """A (H, W) float32 reference map that needs no model query: ``random``, ``blocks`` or ``centre``.
-
-    Deterministic: the random kinds depend on ``seed`` only (numpy's default_rng), ``centre`` on nothing.
-    """
-    h, w = (int(v) for v in shape)
-    if h < 1 or w < 1:
-        raise ValueError(f"a control map needs a positive shape, got {tuple(shape)}")
-    if kind == "random":
-        return np.random.default_rng(int(seed)).random((h, w), dtype=np.float32)
-    if kind == "blocks":
-        grid = np.random.default_rng(int(seed)).random((BLOCKS_GRID, BLOCKS_GRID), dtype=np.float32)
-        rows, cols = np.arange(h) * BLOCKS_GRID // h, np.arange(w) * BLOCKS_GRID // w
-        return np.ascontiguousarray(grid[rows][:, cols])
-    if kind == "centre":
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-        sigma = CENTRE_SIGMA * min(h, w)
-        d2 = (yy - (h - 1) / 2) ** 2 + (xx - (w - 1) / 2) ** 2
-        return np.exp(-d2 / (2 * sigma ** 2)).astype(np.float32)
-    raise ValueError(f"unknown control {kind!r}; choose from {', '.join(CONTROLS)}")
-
-
 def control_run(kind: str, shape: tuple[int, int], seed: int = 0, scores: dict[str, Any] | None = None) -> Run:
     """A :class:`Run` marked as a control: its map from :func:`control_map`, 0 queries; ``scores`` as given."""
     t0 = time.perf_counter()

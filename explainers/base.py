@@ -1,10 +1,11 @@
 """The explainer contract: every method is a generator of progressively better estimates.
 
-A method subclasses :class:`Explainer`, declares its parameters once as :class:`Param` s (the UI builds its
-widgets from them), states its exact ``query_budget`` and implements ``_iterate``: a generator that yields
-:class:`Step` s, each with the queries spent so far and a *lazy* readout. ``stream`` calls a readout only
-when it is due (at most every ``min_interval`` seconds, and always for the last step), so reading a map out
-never slows the query loop down.
+A method subclasses :class:`Explainer`, declares its parameters once as :class:`Param` s in ``param_specs``
+(the UI builds its widgets from them), states its exact ``query_budget`` and implements ``_iterate``: a
+generator that yields :class:`Step` s, each with the queries spent so far and a *lazy* readout that returns a
+:class:`Readout`. ``stream`` calls a readout only when it is due (at most every ``min_interval`` seconds, and
+always for the last step), so reading a map out never slows the query loop down. ``per_call`` plans how many
+perturbed inputs go into one forward call.
 """
 from __future__ import annotations
 
@@ -72,14 +73,25 @@ class Param:
 
 
 @dataclass
+class Readout:
+    """What a step's readout returns: the map, its diagnostics, and the raw gradient estimate if there is one."""
+    saliency: torch.Tensor                                   # (H, W), or (1, H, W); any device
+    metrics: dict[str, float] = field(default_factory=dict)  # scalar diagnostics, plotted live against queries
+    # (C, H, W), or (1, H, W) when one noise map is shared by the channels (then it is the channel sum)
+    gradient: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)     # other method-specific things (best mask, ...)
+
+
+@dataclass
 class Estimate:
     """One readout of a method's current map."""
     saliency: torch.Tensor                 # (H, W) float32 on the CPU
     queries: int                           # model inputs spent so far
     progress: float                        # 0..1 of the method's budget
     metrics: dict[str, float] = field(default_factory=dict)  # scalar diagnostics, plotted live against queries
-    extras: dict[str, Any] = field(default_factory=dict)     # method-specific (raw gradient, best mask, ...)
+    extras: dict[str, Any] = field(default_factory=dict)     # method-specific (best mask, generation, ...)
     done: bool = False
+    gradient: torch.Tensor | None = None   # the raw gradient estimate on the CPU (see Readout.gradient)
 
 
 @dataclass
@@ -87,23 +99,37 @@ class Step:
     """What ``_iterate`` yields: progress so far and how to read the current map out (called lazily)."""
     queries: int
     progress: float
-    readout: Callable[[], torch.Tensor | tuple[torch.Tensor, dict, dict]]
+    readout: Callable[[], Readout]
+
+
+SMALL_INPUT = 64 * 64   # pixels; at or below, one input costs the model little, so a call takes more of them
 
 
 class Explainer:
-    """Base class. Subclasses set ``name``, ``params``, ``paper`` and implement ``query_budget`` and ``_iterate``."""
+    """Base class. Subclasses set ``name``, ``param_specs``, ``paper`` and implement ``query_budget`` and
+    ``_iterate``."""
 
     name: ClassVar[str] = ""
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
-    params: ClassVar[tuple[Param, ...]] = ()
+    param_specs: ClassVar[tuple[Param, ...]] = ()
     modalities: ClassVar[tuple[str, ...]] = ("image", "audio")
     white_box: ClassVar[bool] = False       # needs an open torch module (reference methods only)
-    progressive: ClassVar[bool] = True
+    # a query-only estimate of the input gradient in every Readout.gradient (what the convergence lab compares
+    # with autograd); the white-box references give the exact gradient and do not declare it
+    estimates_gradient: ClassVar[bool] = False
+    # (parameter, queries per unit): the one parameter that scales the query budget, if there is one
+    budget_param: ClassVar[tuple[str, int] | None] = None
     version: ClassVar[int] = 1              # bump when the maps a method gives change: part of the cache key
 
+    def __init_subclass__(cls, **kwargs: Any):
+        super().__init_subclass__(**kwargs)
+        # the declarations were once called ``params``: a method written that way would silently take none
+        if "params" in cls.__dict__:
+            raise TypeError(f"{cls.__name__}: declare parameters as param_specs, not params")
+
     def __init__(self, seed: int = 0, **params: Any):
-        known = {p.name: p for p in self.params}
+        known = {p.name: p for p in self.param_specs}
         unknown = sorted(set(params) - set(known))
         if unknown:
             raise TypeError(f"{self.name}: unknown parameter(s) {unknown}; valid: {sorted(known)}")
@@ -126,7 +152,7 @@ class Explainer:
 
     @classmethod
     def defaults(cls, device=None) -> dict[str, Any]:
-        return {p.name: p.default_for(device) for p in cls.params}
+        return {p.name: p.default_for(device) for p in cls.param_specs}
 
     # ----------------------------------------------------------------------------------- contract
     def query_budget(self, input_shape: Sequence[int]) -> int:
@@ -148,7 +174,6 @@ class Explainer:
             target = int(bb(x.unsqueeze(0))[0].argmax())
             extra = 1
         target = self._check_target(bb, target)
-        self.target_ = target
         if self.white_box and not bb.is_white_box:
             raise ValueError(f"{self.name} is a white-box reference and needs an open torch model; "
                              f"{bb.name} can only be queried")
@@ -174,41 +199,43 @@ class Explainer:
         return est.saliency
 
     # ----------------------------------------------------------------------------------- helpers
+    def per_call(self, bb: BlackBox, x: torch.Tensor, per_item: int = 1, *, min_batches: int = 4,
+                 small_queries: int = 256, large_batches: int = 4) -> int:
+        """The batching plan: items (of ``per_item`` queries each) per forward call for this model and input.
+
+        Whole model batches (no ragged chunk at every call): ``large_batches`` of them on inputs over
+        SMALL_INPUT pixels, and on small ones about ``small_queries`` queries (at least ``min_batches`` batches).
+        """
+        # The methods keep the plans they were measured with (bench/ tables, README timings): RISE, occlusion
+        # and LR take the defaults; Sobol min_batches=1 (its calls need not end on a design, so it never needed
+        # the floor); DAX small_queries=0, a fixed 4 batches (its time goes into training, not queries); GEEX
+        # per_item=64 (noise comes in fixed 32-pair draws so a seed gives the same map at any batch size),
+        # small_queries=0 and large_batches=0 (one draw per call on large inputs).
+        bs = bb.batch_size
+        if x.shape[-2] * x.shape[-1] <= SMALL_INPUT:
+            queries = bs * max(min_batches, small_queries // bs)
+        else:
+            queries = bs * large_batches
+        return max(1, queries // per_item)
+
     def _make_estimate(self, step: Step, extra_queries: int, done: bool) -> Estimate:
         self._last_step = step
         out = step.readout()
-        metrics, extras = {}, {}
-        if isinstance(out, tuple):
-            out, metrics, extras = out
-        sal = out.detach().float()
+        if not isinstance(out, Readout):
+            raise TypeError(f"{self.name}: a step's readout must return a Readout, got {type(out).__name__}")
+        sal = out.saliency.detach().float()
         if sal.dim() == 3:
             sal = sal.squeeze(0)
+        grad = None if out.gradient is None else out.gradient.detach().cpu()
         return Estimate(saliency=sal.cpu(), queries=step.queries + extra_queries,
                         progress=1.0 if done else min(1.0, float(step.progress)),
-                        metrics=dict(metrics), extras=dict(extras), done=done)
+                        metrics=dict(out.metrics), extras=dict(out.extras), done=done, gradient=grad)
 
     def _check_input(self, bb: BlackBox, x: torch.Tensor) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{self.name}: the input must be a torch.Tensor (C, H, W), got {type(x).__name__}")
-        if x.dim() != 3:
-            raise ValueError(f"{self.name}: the input must have shape (C, H, W), got {tuple(x.shape)}")
-        if bb.input_shape is not None and tuple(x.shape) != tuple(bb.input_shape):
-            raise ValueError(f"{self.name}: the input has shape {tuple(x.shape)} but {bb.name} takes "
-                             f"{tuple(bb.input_shape)}; use bb.preprocess() first")
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{self.name}: the input contains NaN or infinite values")
-        return x.to(bb.device, torch.float32)
+        return check_input(bb, x, self.name)
 
     def _check_target(self, bb: BlackBox, target: int) -> int:
-        if isinstance(target, torch.Tensor):
-            target = int(target)
-        if isinstance(target, bool) or not isinstance(target, int):
-            raise ValueError(f"{self.name}: target must be a class index, got {target!r}")
-        k = bb.num_classes
-        if target < 0 or (k is not None and target >= k):
-            raise ValueError(f"{self.name}: target {target} is out of range for {bb.name} "
-                             f"({k} classes: 0..{(k or 1) - 1})")
-        return target
+        return check_target(bb, target, self.name)
 
     def generator(self, device: torch.device) -> torch.Generator:
         """The method's random stream: seeded, on the model's device (perturbations never cross devices)."""
@@ -220,6 +247,34 @@ class Explainer:
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config.items())
         return f"{type(self).__name__}(seed={self.seed}, {args})"
+
+
+def check_input(bb: BlackBox, x: torch.Tensor, who: str = "input") -> torch.Tensor:
+    """The input as the methods take it (a finite (C, H, W) tensor of the model's shape) on the model's device;
+    TypeError / ValueError naming ``who`` otherwise. Public: the metrics and the engine check with the same rules."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{who}: the input must be a torch.Tensor (C, H, W), got {type(x).__name__}")
+    if x.dim() != 3:
+        raise ValueError(f"{who}: the input must have shape (C, H, W), got {tuple(x.shape)}")
+    if bb.input_shape is not None and tuple(x.shape) != tuple(bb.input_shape):
+        raise ValueError(f"{who}: the input has shape {tuple(x.shape)} but {bb.name} takes "
+                         f"{tuple(bb.input_shape)}; use bb.preprocess() first")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{who}: the input contains NaN or infinite values")
+    return x.to(bb.device, torch.float32)
+
+
+def check_target(bb: BlackBox, target: int, who: str = "input") -> int:
+    """``target`` as a class index of ``bb`` (a 0-d tensor is read as its value); ValueError naming ``who`` otherwise."""
+    if isinstance(target, torch.Tensor):
+        target = int(target)
+    if isinstance(target, bool) or not isinstance(target, int):
+        raise ValueError(f"{who}: target must be a class index, got {target!r}")
+    k = bb.num_classes
+    if target < 0 or (k is not None and target >= k):
+        raise ValueError(f"{who}: target {target} is out of range for {bb.name} "
+                         f"({k} classes: 0..{(k or 1) - 1})")
+    return target
 
 
 def target_scores(bb: BlackBox, batch: torch.Tensor, target: int) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """DAX: distillation-aided explainability (a mask network and a student network trained on perturbed queries).
 
 Bhattacharya, Poorjam, Mittal, Ganapathy, "Explaining deep learning models for speech and images with
-DAX", IEEE JSTSP 2024 (arXiv 2409.11123; code iiscleap/DAX), research/algorithms.md section 4.
+DAX", IEEE JSTSP 2024 (arXiv 2409.11123; code iiscleap/DAX), docs/methods.md section 4.
 
 1. Perturbations, LIME-style: the input is cut into segments (scikit-image superpixels for images,
    time-frequency rectangles for (1, F, T) spectrograms); ``n_samples`` binary vectors keep each segment with
@@ -44,13 +44,16 @@ Queries: exactly ``n_samples`` (training is local).
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import Explainer, Param, Step
-from .masks import normalise
+from maps import normalise
+
+from .base import Explainer, Param, Readout, Step
 from .registry import register_explainer
 from .segments import paint, segment, segment_means
 
@@ -143,13 +146,120 @@ def lime_weights(z: torch.Tensor, width: float = 0.25) -> torch.Tensor:
     return torch.exp(-(d ** 2) / (width ** 2)).sqrt()
 
 
+@dataclass
+class Samples:
+    """The perturbation samples: which segments each keeps (z, sample 0 the clean input), the black box's
+    target scores and 64 x 64 copies of the perturbed inputs (what the networks see)."""
+    labels: torch.Tensor      # (H, W) segment of each pixel
+    fill: torch.Tensor        # (C, H, W) each segment's own mean: what a switched-off segment becomes
+    z: torch.Tensor           # (n, K) 1 = the sample keeps the segment
+    y: torch.Tensor           # (n,) scores
+    small: torch.Tensor       # (n, C, RES, RES)
+
+    @property
+    def k(self) -> int:
+        return self.z.shape[1]
+
+    @classmethod
+    def draw(cls, x: torch.Tensor, labels: torch.Tensor, n: int, keep_prob: float, gen) -> "Samples":
+        k = int(labels.max()) + 1
+        z = (torch.rand(n, k, generator=gen, device=x.device) < keep_prob).float()
+        z[0] = 1.0
+        return cls(labels, segment_means(x, labels, grey=True), z, torch.empty(n, device=x.device),
+                   torch.empty(n, x.shape[0], RES, RES, device=x.device))
+
+    def score(self, bb, x: torch.Tensor, target: int, start: int, m: int) -> None:
+        """Query samples start .. start + m - 1."""
+        keep = paint(self.z[start:start + m], self.labels).unsqueeze(1)          # (m, 1, H, W)
+        batch = torch.lerp(self.fill.unsqueeze(0), x.unsqueeze(0), keep)
+        self.y[start:start + m] = bb(batch)[:, target].float()
+        self.small[start:start + m] = F.interpolate(batch, size=(RES, RES), mode="bilinear", align_corners=False,
+                                                    antialias=True)
+
+
+class Training:
+    """Phase 2: the mask network and the student, trained jointly on the samples (steps 2-3 of the module doc)."""
+
+    def __init__(self, x: torch.Tensor, samples: Samples, by_segment: bool, lr: float, sparsity: float, gen):
+        dev, k = x.device, samples.k
+        # targets scaled to [0, 1], LIME weights, inputs standardised with the clean input's mean and scale
+        self.y01 = normalise(samples.y)
+        wts = lime_weights(samples.z)
+        self.wts = wts / wts.mean()
+        small = samples.small
+        mean = small[0].mean(dim=(1, 2), keepdim=True)        # the clean input's mean colour becomes 0
+        std = small[0].std().clamp_min(1e-6)                   # one scale for all channels (a flat channel
+        self.inputs = (small - mean) / std                     # must not blow up)
+        fill_small = F.interpolate(samples.fill.unsqueeze(0), size=(RES, RES), mode="bilinear",
+                                   align_corners=False, antialias=True)
+        self.base = (fill_small - mean) / std                  # what "masked out" means: the samples' own fill
+        self.samples, self.by_segment, self.sparsity, self.shape = samples, by_segment, sparsity, x.shape
+        self.mask_net = MaskNet(x.shape[0]).to(dev)
+        self.student = (SegmentStudent(k) if by_segment else Student(x.shape[0])).to(dev)
+        self.a_cs = cell_to_segment(samples.labels, k) if by_segment else None
+        _seeded_init(self.mask_net, gen)
+        _seeded_init(self.student, gen)
+        self.opt_m = torch.optim.Adam(self.mask_net.parameters(), lr=lr)
+        self.opt_s = torch.optim.Adam(self.student.parameters(), lr=lr)
+        self.zero = torch.zeros((), device=dev)
+
+    def epoch(self, gen, batch_size: int) -> tuple[float, float]:
+        """One pass over the samples in a random order; returns the mean mask loss and distillation loss."""
+        n = self.inputs.shape[0]
+        order = torch.randperm(n, generator=gen, device=self.inputs.device)
+        tot, tot_d, cnt = 0.0, 0.0, 0
+        with torch.enable_grad():
+            for i in range(0, n, batch_size):
+                idx = order[i:i + batch_size]
+                loss, distill = self._step(idx)
+                tot += loss * len(idx)
+                tot_d += distill * len(idx)
+                cnt += len(idx)
+        return tot / cnt, tot_d / cnt
+
+    def _step(self, idx: torch.Tensor) -> tuple[float, float]:
+        xb, yb, wb = self.inputs[idx], self.y01[idx], self.wts[idx]
+        student = self.student
+        # "full" is what the student sees of a sample, "empty" what masked-out becomes
+        if self.by_segment:   # a sample keeps z_s of segment s; masked in z_s x mean_s(m), out z_s x (1 - ..)
+            full, empty, m = self.samples.z[idx], self.zero, self.mask_net(xb).flatten(1) @ self.a_cs
+        else:
+            full, empty, m = xb, self.base, F.interpolate(self.mask_net(xb), size=(RES, RES), mode="nearest")
+        # student: distil the black box on the samples, and fit the masked-in input
+        distill = (wb * (student(full) - yb) ** 2).mean()
+        fit_in = (wb * (student(torch.lerp(empty, full, m.detach())) - yb) ** 2).mean()
+        self.opt_s.zero_grad(set_to_none=True)
+        (distill + fit_in).backward()
+        self.opt_s.step()
+        # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
+        keep_in = (wb * (student(torch.lerp(empty, full, m)) - yb) ** 2).mean()
+        # clamped: the mask must not win by pushing the student into wild extrapolation
+        keep_out = (wb * (student(torch.lerp(full, empty, m)).clamp(0, 1) - yb) ** 2).mean()
+        loss = keep_in - keep_out + self.sparsity * m.mean()
+        self.opt_m.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_m.step()
+        return float(loss.detach()), float(distill.detach())
+
+    def clean_mask(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The clean input's mask at the input's size (before weighting and normalising), and its 16 x 16 cells."""
+        self.mask_net.eval()
+        with torch.no_grad():
+            m16 = self.mask_net(self.inputs[:1])
+        self.mask_net.train()
+        if self.by_segment:   # the student only sees segment means: so is the map (superpixel-sharp)
+            return paint((m16.flatten(1) @ self.a_cs)[0], self.samples.labels), m16[0, 0]
+        up = F.interpolate(m16, size=tuple(self.shape[-2:]), mode="bilinear", align_corners=False)[0, 0]
+        return up, m16[0, 0]
+
+
 @register_explainer
 class DAX(Explainer):
     name = "dax"
     title = "DAX (distillation-aided explainability)"
     paper = "Bhattacharya et al., IEEE JSTSP 2024 (arXiv 2409.11123)"
     modalities = ("image", "audio")
-    params = (
+    param_specs = (
         Param("n_samples", "int", 3000, 16, 50_000, log=True, cpu_default=1000, unit="queries",
               help="LIME-style perturbed samples (the clean input is sample 0); one query each."),
         Param("epochs", "int", 20, 1, 200, cpu_default=15, help="Training epochs of the mask and student networks."),
@@ -195,112 +305,38 @@ class DAX(Explainer):
         return normalise(mask if weight is None else mask.clamp_min(0) * weight)
 
     def _iterate(self, bb, x, target):
-        dev = x.device
-        gen = self.generator(dev)
+        gen = self.generator(x.device)
         modality = getattr(bb, "modality", "image")
-        h, w = x.shape[-2:]
         weight = self._energy(x, modality)                     # None: the map is the mask itself
         labels = segment(x, self.segmentation, self.n_segments, modality)
-        k = int(labels.max()) + 1
-        fill = segment_means(x, labels, grey=True)
-        n = self.n_samples
-        budget = n
+        samples = Samples.draw(x, labels, self.n_samples, self.keep_prob, gen)
+        yield from self._sample(bb, x, target, samples, weight)
+        by_segment = self.student == "segments" or (self.student == "auto" and modality != "audio")
+        training = Training(x, samples, by_segment, self.lr, self.sparsity, gen)
+        for epoch in range(1, self.epochs + 1):
+            loss, distill = training.epoch(gen, self.batch_size)
+            sal, m16 = training.clean_mask()
+            sal = self._shown(sal, weight)
+            metrics = {"loss": loss, "distill_loss": distill}
+            extras = {"phase": "training", "epoch": epoch, "mask16": m16.cpu(), "mask_mean": float(m16.mean()),
+                      "segments": samples.k}
+            yield Step(queries=self.n_samples, progress=0.5 + 0.5 * epoch / self.epochs,
+                       readout=partial(Readout, sal, metrics, extras=extras))
 
-        # ---- 1. perturbation samples and their black-box scores (streamed)
-        z = (torch.rand(n, k, generator=gen, device=dev) < self.keep_prob).float()
-        z[0] = 1.0
-        y = torch.empty(n, device=dev)
-        small = torch.empty(n, x.shape[0], RES, RES, device=dev)
-        chunk = max(1, bb.batch_size * 4)
-        done = 0
-
-        def interim():  # per segment: mean score with the segment on minus off (cheap, like a LIME readout)
-            zz, yy = z[:done], y[:done]
-            on = (zz * yy[:, None]).sum(0) / zz.sum(0).clamp_min(1)
-            off = ((1 - zz) * yy[:, None]).sum(0) / (1 - zz).sum(0).clamp_min(1)
-            return self._shown(paint(on - off, labels), weight), {}, {"phase": "sampling", "segments": k}
-
+    def _sample(self, bb, x, target, samples: "Samples", weight):
+        """Phase 1: the black box scores the samples, a few model batches per call (one Step each)."""
+        n, done = self.n_samples, 0
+        chunk = self.per_call(bb, x, small_queries=0)
         while done < n:
             m = min(chunk, n - done)
-            keep = paint(z[done:done + m], labels).unsqueeze(1)                 # (m, 1, H, W)
-            batch = torch.lerp(fill.unsqueeze(0), x.unsqueeze(0), keep)
-            y[done:done + m] = bb(batch)[:, target].float()
-            small[done:done + m] = F.interpolate(batch, size=(RES, RES), mode="bilinear", align_corners=False,
-                                                 antialias=True)
+            samples.score(bb, x, target, done, m)
             done += m
-            yield Step(queries=done, progress=0.5 * done / n, readout=interim)
+            yield Step(queries=done, progress=0.5 * done / n, readout=partial(self._interim, samples, done, weight))
 
-        # ---- 2. targets scaled to [0, 1], LIME weights, inputs standardised with the clean input's mean and scale
-        lo, hi = y.min(), y.max()
-        y01 = (y - lo) / (hi - lo) if float(hi - lo) > 0 else torch.zeros_like(y)
-        wts = lime_weights(z)
-        wts = wts / wts.mean()
-        mean = small[0].mean(dim=(1, 2), keepdim=True)        # the clean input's mean colour becomes 0
-        std = small[0].std().clamp_min(1e-6)                   # one scale for all channels (a flat channel
-        inputs = (small - mean) / std                          # must not blow up)
-        fill_small = F.interpolate(fill.unsqueeze(0), size=(RES, RES), mode="bilinear", align_corners=False,
-                                   antialias=True)
-        base = (fill_small - mean) / std                       # what "masked out" means: the samples' own fill
-
-        # ---- 3. the two networks, trained jointly
-        by_segment = self.student == "segments" or (self.student == "auto" and modality != "audio")
-        mask_net = MaskNet(x.shape[0]).to(dev)
-        student = (SegmentStudent(k) if by_segment else Student(x.shape[0])).to(dev)
-        a_cs = cell_to_segment(labels, k) if by_segment else None
-        _seeded_init(mask_net, gen)
-        _seeded_init(student, gen)
-        opt_m = torch.optim.Adam(mask_net.parameters(), lr=self.lr)
-        opt_s = torch.optim.Adam(student.parameters(), lr=self.lr)
-        state = {"loss": float("nan"), "distill": float("nan"), "epoch": 0, "mask": None}
-
-        def clean_mask():
-            with torch.no_grad():
-                m16 = mask_net(inputs[:1])
-            if by_segment:   # the student only sees segment means: so is the map (superpixel-sharp)
-                up = paint((m16.flatten(1) @ a_cs)[0], labels)
-            else:
-                up = F.interpolate(m16, size=(h, w), mode="bilinear", align_corners=False)[0, 0]
-            return self._shown(up, weight), m16[0, 0]
-
-        def readout():
-            sal, m16 = state["mask"]
-            return sal, {"loss": state["loss"], "distill_loss": state["distill"]}, \
-                {"phase": "training", "epoch": state["epoch"], "mask16": m16.cpu(),
-                 "mask_mean": float(m16.mean()), "segments": k}
-
-        bs = self.batch_size
-        zero = torch.zeros((), device=dev)
-        with torch.enable_grad():
-            for epoch in range(1, self.epochs + 1):
-                order = torch.randperm(n, generator=gen, device=dev)
-                tot, tot_d, cnt = 0.0, 0.0, 0
-                for i in range(0, n, bs):
-                    idx = order[i:i + bs]
-                    xb, yb, wb = inputs[idx], y01[idx], wts[idx]
-                    # "full" is what the student sees of a sample, "empty" what masked-out becomes
-                    if by_segment:   # a sample keeps z_s of segment s; masked in z_s x mean_s(m), out z_s x (1 - ..)
-                        full, empty, m = z[idx], zero, mask_net(xb).flatten(1) @ a_cs
-                    else:
-                        full, empty, m = xb, base, F.interpolate(mask_net(xb), size=(RES, RES), mode="nearest")
-                    # student: distil the black box on the samples, and fit the masked-in input
-                    distill = (wb * (student(full) - yb) ** 2).mean()
-                    fit_in = (wb * (student(torch.lerp(empty, full, m.detach())) - yb) ** 2).mean()
-                    opt_s.zero_grad(set_to_none=True)
-                    (distill + fit_in).backward()
-                    opt_s.step()
-                    # mask: the section 4 loss (masked-in reproduces, masked-out does not) + sparsity
-                    keep_in = (wb * (student(torch.lerp(empty, full, m)) - yb) ** 2).mean()
-                    # clamped: the mask must not win by pushing the student into wild extrapolation
-                    keep_out = (wb * (student(torch.lerp(full, empty, m)).clamp(0, 1) - yb) ** 2).mean()
-                    loss = keep_in - keep_out + self.sparsity * m.mean()
-                    opt_m.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt_m.step()
-                    tot += float(loss.detach()) * len(idx)
-                    tot_d += float(distill.detach()) * len(idx)
-                    cnt += len(idx)
-                state.update(loss=tot / cnt, distill=tot_d / cnt, epoch=epoch)
-                mask_net.eval()
-                state["mask"] = clean_mask()
-                mask_net.train()
-                yield Step(queries=n, progress=0.5 + 0.5 * epoch / self.epochs, readout=readout)
+    def _interim(self, samples: "Samples", done: int, weight) -> Readout:
+        """Per segment: mean score with the segment on minus off (cheap, like a LIME readout)."""
+        zz, yy = samples.z[:done], samples.y[:done]
+        on = (zz * yy[:, None]).sum(0) / zz.sum(0).clamp_min(1)
+        off = ((1 - zz) * yy[:, None]).sum(0) / (1 - zz).sum(0).clamp_min(1)
+        return Readout(self._shown(paint(on - off, samples.labels), weight),
+                       extras={"phase": "sampling", "segments": samples.k})

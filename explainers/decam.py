@@ -2,7 +2,7 @@
 
 Karatsiolis and Kamilaris, "A Model-Agnostic Approach for Generating Saliency Maps to Explain Inferred
 Decisions of Deep Learning Models", VISAPP 2023 (arXiv 2209.08906). The paper's encoding and fitness were not
-retrievable and no code exists; this follows the reconstruction of research/algorithms.md section 3:
+retrievable and no code exists; this follows the reconstruction of docs/methods.md section 3:
 
 - genome: a real-valued mask m in [0,1]^D, one gene per cell of a ``grid_size`` x ``grid_size`` grid
   (bilinear upsampling) or per superpixel (SLIC / quickshift, hard edges);
@@ -18,10 +18,14 @@ the maximum, and each Estimate's ``queries`` says how many were used.
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 
-from .base import Explainer, Param, Step
-from .masks import blend, gaussian_blur, make_baseline, normalise, upsample
+from maps import normalise
+
+from .base import Explainer, Param, Readout, Step
+from .masks import blend, gaussian_blur, make_baseline, upsample
 from .registry import register_explainer
 from .segments import paint, segment
 
@@ -31,7 +35,7 @@ class DECAM(Explainer):
     name = "decam"
     title = "DE-CAM (differential evolution)"
     paper = "Karatsiolis and Kamilaris, VISAPP 2023 (arXiv 2209.08906); DE-CAM-style reconstruction"
-    params = (
+    param_specs = (
         Param("grid_size", "int", 10, 2, 32, unit="cells", cpu_default=7,
               help="Cells per side of the mask grid; the genome has grid_size^2 genes (grid genome only)."),
         Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
@@ -93,64 +97,68 @@ class DECAM(Explainer):
         return normalise(m)
 
     # --------------------------------------------------------------------------------- search
-    def _iterate(self, bb, x, target):
-        dev = x.device
-        gen = self.generator(dev)
-        n, per = self.population, self._queries_per_individual
-        dim, decode = self._decoder(x, getattr(bb, "modality", "image"))
-        baseline = make_baseline(x, self.baseline)
-
+    def _fitness(self, bb, x: torch.Tensor, target: int, decode, baseline: torch.Tensor):
+        """genes (N, D) -> fitness (N,): the score of the kept input minus lam x area (minus mu x the score of
+        the removed part); one query per individual, two with the deletion term."""
         def fitness(genes: torch.Tensor) -> torch.Tensor:
             masks = decode(genes)                                      # (N, 1, H, W)
             kept = blend(x, baseline, masks)
-            if per == 2:
+            if self._queries_per_individual == 2:
                 removed = blend(x, baseline, 1.0 - masks)
                 scores = bb(torch.cat([kept, removed]))[:, target]
-                keep, drop = scores[:n], scores[n:]
+                keep, drop = scores[:len(genes)], scores[len(genes):]
             else:
                 keep, drop = bb(kept)[:, target], 0.0
             return keep - self.lam * masks.mean(dim=(1, 2, 3)) - self.deletion_weight * drop
+        return fitness
 
-        pop = torch.rand(n, dim, generator=gen, device=dev)
+    def _trial(self, pop: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+        """DE/rand/1/bin: mutants v = m_r1 + F (m_r2 - m_r3), binomial crossover with one forced gene, clipped."""
+        n, dim = pop.shape
+        rows = torch.arange(n, device=pop.device)
+        # r1, r2, r3: distinct and different from i (the three smallest random keys, self excluded)
+        keys = torch.rand(n, n, generator=gen, device=pop.device)
+        keys[rows, rows] = 2.0
+        r = keys.argsort(dim=1)[:, :3]
+        mutant = pop[r[:, 0]] + self.F * (pop[r[:, 1]] - pop[r[:, 2]])
+        cross = torch.rand(n, dim, generator=gen, device=pop.device) < self.CR
+        j_rand = torch.randint(dim, (n,), generator=gen, device=pop.device)
+        cross[rows, j_rand] = True
+        return torch.where(cross, mutant, pop).clamp_(0.0, 1.0)
+
+    def _readout(self, pop: torch.Tensor, fit: torch.Tensor, decode, generation: int) -> Readout:
+        if self.map_from == "best":
+            genes = pop[fit.argmax()].unsqueeze(0)
+        else:  # fitness-weighted mean: weights shifted so the worst individual counts zero
+            wts = fit - fit.min()
+            wts = wts / wts.sum() if float(wts.sum()) > 0 else torch.full_like(fit, 1.0 / len(fit))
+            genes = (wts[:, None] * pop).sum(0, keepdim=True)
+        metrics = {"best_fitness": float(fit.max()), "mean_fitness": float(fit.mean()),
+                   "diversity": float(pop.std(0).mean())}
+        extras = {"generation": generation, "genes": genes[0].detach().cpu(),
+                  "best_mask_area": float(pop[fit.argmax()].mean())}
+        return Readout(self._map(decode(genes)), metrics, extras=extras)
+
+    def _iterate(self, bb, x, target):
+        gen = self.generator(x.device)
+        n, per = self.population, self._queries_per_individual
+        dim, decode = self._decoder(x, getattr(bb, "modality", "image"))
+        fitness = self._fitness(bb, x, target, decode, make_baseline(x, self.baseline))
+        pop = torch.rand(n, dim, generator=gen, device=x.device)
         fit = fitness(pop)
         queries, budget = n * per, self.query_budget(x.shape)
         best_fit, stall = float(fit.max()), 0
-        state = {"generation": 0}
-
-        def readout():
-            if self.map_from == "best":
-                genes = pop[fit.argmax()].unsqueeze(0)
-            else:  # fitness-weighted mean: weights shifted so the worst individual counts zero
-                wts = fit - fit.min()
-                wts = wts / wts.sum() if float(wts.sum()) > 0 else torch.full_like(fit, 1.0 / n)
-                genes = (wts[:, None] * pop).sum(0, keepdim=True)
-            metrics = {"best_fitness": float(fit.max()), "mean_fitness": float(fit.mean()),
-                       "diversity": float(pop.std(0).mean())}
-            extras = {"generation": state["generation"], "genes": genes[0].detach().cpu(),
-                      "best_mask_area": float(pop[fit.argmax()].mean())}
-            return self._map(decode(genes)), metrics, extras
-
-        yield Step(queries=queries, progress=queries / budget, readout=readout)
-        rows = torch.arange(n, device=dev)
+        yield Step(queries=queries, progress=queries / budget, readout=partial(self._readout, pop, fit, decode, 0))
         for g in range(1, self.generations + 1):
-            # r1, r2, r3: distinct and different from i (the three smallest random keys, self excluded)
-            keys = torch.rand(n, n, generator=gen, device=dev)
-            keys[rows, rows] = 2.0
-            r = keys.argsort(dim=1)[:, :3]
-            mutant = pop[r[:, 0]] + self.F * (pop[r[:, 1]] - pop[r[:, 2]])
-            cross = torch.rand(n, dim, generator=gen, device=dev) < self.CR
-            j_rand = torch.randint(dim, (n,), generator=gen, device=dev)
-            cross[rows, j_rand] = True
-            trial = torch.where(cross, mutant, pop).clamp_(0.0, 1.0)
+            trial = self._trial(pop, gen)
             trial_fit = fitness(trial)
-            better = trial_fit >= fit
+            better = trial_fit >= fit                                  # greedy selection
             pop = torch.where(better[:, None], trial, pop)
             fit = torch.where(better, trial_fit, fit)
             queries += n * per
-            state["generation"] = g
             now_best = float(fit.max())
             stall = 0 if now_best > best_fit + 1e-6 else stall + 1
             best_fit = max(best_fit, now_best)
-            yield Step(queries=queries, progress=queries / budget, readout=readout)
+            yield Step(queries=queries, progress=queries / budget, readout=partial(self._readout, pop, fit, decode, g))
             if self.patience and stall >= self.patience:
                 break

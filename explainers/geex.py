@@ -1,7 +1,7 @@
 """GEEX: gradient estimation from queries alone (the plain estimator ``GE`` of the reference code).
 
 Yi Cai and Gerhard Wunder, "On Gradient-like Explanation under a Black-box Setting: When Black-box Explanations
-Become as Good as White-box", ICML 2024 (arXiv 2308.09381); research/algorithms.md section 2.
+Become as Good as White-box", ICML 2024 (arXiv 2308.09381); docs/methods.md section 2.1.
 
 Queries ``z = x + sigma * eps`` with ``eps`` standard normal noise of shape (1, H, W), shared by the colour
 channels (``channel_noise="independent"`` draws it per channel), optionally smoothed by a Gaussian filter scaled
@@ -20,7 +20,8 @@ from typing import Iterator
 
 import torch
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
+from .estimators import ScoreFunctionEstimator, central_difference
 from .masks import gaussian_blur, gaussian_kernel1d
 from .registry import register_explainer
 
@@ -30,7 +31,9 @@ PAIRS_PER_DRAW = 32   # noise is drawn in fixed chunks, so a seed gives the same
 class _NoiseEstimator(Explainer):
     """Shared machinery of GEEX and iGEEX: mirrored, optionally smoothed, channel-shared Gaussian noise."""
 
-    params_common = (
+    estimates_gradient = True
+    budget_param = ("n_masks", 2)
+    common_specs = (
         Param("n_masks", "int", 5000, 1, 100_000, log=True, cpu_default=1000,
               help="Noise masks n*; each is queried mirrored (+/-), so queries = 2 x n_masks."),
         Param("sigma", "float", 0.3, 0.001, 3.0, log=True,
@@ -51,14 +54,14 @@ class _NoiseEstimator(Explainer):
             eps = gaussian_blur(eps, self.smooth_sigma) / (k1 ** 2).sum()   # unit-L2 kernel: variance kept
         return eps
 
-    def _pairs(self, bb, x, target, point) -> Iterator[tuple[int, torch.Tensor]]:
-        """Yield (pairs so far, running sum of coef * eps) ; ``point(k, gen)`` gives the k path points."""
+    def _pairs(self, bb, x, target, point) -> Iterator[tuple[int, ScoreFunctionEstimator]]:
+        """Yield (pairs so far, the running estimator); ``point(k, gen)`` gives the k path points."""
         gen = self.generator(x.device)
         total = self.n_masks
-        s_sum = torch.zeros(1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:], device=x.device)
+        shape = (1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:])
+        est = ScoreFunctionEstimator(self.sigma, shape[0] * shape[1] * shape[2], device=x.device)
+        draws_per_call = self.per_call(bb, x, per_item=2 * PAIRS_PER_DRAW, small_queries=0, large_batches=0)
         done = 0
-        # several fixed-size draws per forward call on small inputs (the model's time is tiny there)
-        draws_per_call = max(1, (bb.batch_size * 4) // (2 * PAIRS_PER_DRAW)) if x[0].numel() <= 64 * 64 else 1
         while done < total:
             eps_parts, centre_parts = [], []
             for _ in range(draws_per_call):
@@ -71,10 +74,13 @@ class _NoiseEstimator(Explainer):
             k = eps.shape[0]
             dz = self.sigma * eps
             y = bb(torch.cat([centre + dz, centre - dz]))[:, target]
-            coef = (y[:k] - y[k:]) / (2 * self.sigma)
-            s_sum += torch.einsum("k,kchw->chw", coef, eps)
+            est.add(eps.reshape(k, -1), central_difference(y[:k], y[k:]))
             done += k
-            yield done, s_sum
+            yield done, est
+
+    def _gradient(self, est: ScoreFunctionEstimator, x: torch.Tensor) -> torch.Tensor:
+        """(C, H, W), or (1, H, W) with channel-shared noise (the gradient summed over the channels)."""
+        return est.gradient().view(1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:])
 
 
 @register_explainer
@@ -82,18 +88,15 @@ class GEEX(_NoiseEstimator):
     name = "geex"
     title = "GEEX gradient estimate"
     paper = "Cai and Wunder, ICML 2024 (arXiv 2308.09381)"
-    params = _NoiseEstimator.params_common
+    param_specs = _NoiseEstimator.common_specs
 
     def query_budget(self, input_shape) -> int:
         return 2 * self.n_masks
 
     def _iterate(self, bb, x, target):
-        state = {"done": 0, "sum": None}
+        def readout() -> Readout:
+            g = self._gradient(est, x)
+            return Readout(g.abs().amax(0), gradient=g)
 
-        def readout():
-            g = state["sum"] / max(state["done"], 1)
-            return g.abs().amax(0), {}, {"gradient": g.detach().cpu()}
-
-        for done, s_sum in self._pairs(bb, x, target, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape)):
-            state.update(done=done, sum=s_sum)
+        for done, est in self._pairs(bb, x, target, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape)):
             yield Step(queries=2 * done, progress=done / self.n_masks, readout=readout)

@@ -1,6 +1,6 @@
 """iGEEX: GEEX integrated along the straight path from a baseline to the input (called GEEX in the ICML version).
 
-Yi Cai and Gerhard Wunder, ICML 2024 (arXiv 2308.09381); research/algorithms.md section 2. For each mirrored
+Yi Cai and Gerhard Wunder, ICML 2024 (arXiv 2308.09381); docs/methods.md section 2.2. For each mirrored
 noise pair one alpha ~ U[0, 1] is drawn on the fly (so every prefix of the stream is unbiased), the pair is
 queried around ``alpha x + (1 - alpha) x0``, and the running mean of the score-function estimates is a Monte Carlo
 estimate of the path integral of the smoothed gradient. The attribution is that mean times ``(x - x0)``, summed
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 
 from .geex import _NoiseEstimator
-from .base import Param, Step
+from .base import Param, Readout, Step
 from .masks import make_baseline
 from .registry import register_explainer
 
@@ -23,7 +23,7 @@ class IGEEX(_NoiseEstimator):
     name = "igeex"
     title = "iGEEX path-integrated gradient estimate"
     paper = "Cai and Wunder, ICML 2024 (arXiv 2308.09381)"
-    params = _NoiseEstimator.params_common + (
+    param_specs = _NoiseEstimator.common_specs + (
         Param("baseline", "choice", "blur", choices=("blur", "zero"),
               help="The path's start: a Gaussian blur of the input (the reference default) or zeros of the "
                    "model's input space."),
@@ -37,20 +37,18 @@ class IGEEX(_NoiseEstimator):
         ends = bb(torch.stack([x, x0]))[:, target]
         delta = float(ends[0] - ends[1])                     # f(x) - f(x0): what completeness asks for
         diff = x - x0
-        state = {"done": 0, "sum": None}
 
-        def readout():
-            g = state["sum"] / max(state["done"], 1)
+        def readout() -> Readout:
+            g = self._gradient(est, x)
             attribution = g * diff                            # (C, H, W); shared noise broadcasts over channels
             total = float(attribution.sum())
             gap = abs(total - delta) / (abs(delta) + 1e-12)
-            return (attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total},
-                    {"attribution": attribution.detach().cpu(), "gradient": g.detach().cpu(), "f_delta": delta})
+            return Readout(attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total}, gradient=g,
+                           extras={"attribution": attribution.detach().cpu(), "f_delta": delta})
 
         def point(k, gen):
             alpha = torch.rand(k, 1, 1, 1, generator=gen, device=x.device)
             return x0.unsqueeze(0) + alpha * diff.unsqueeze(0)
 
-        for done, s_sum in self._pairs(bb, x, target, point):
-            state.update(done=done, sum=s_sum)
+        for done, est in self._pairs(bb, x, target, point):
             yield Step(queries=2 + 2 * done, progress=done / self.n_masks, readout=readout)

@@ -1,7 +1,7 @@
 """LR: likelihood-ratio (score-function, "forward gradient") gradient estimation, with blockwise computation.
 
 Zhang, Feng, Jiang, Zhu, Peng, Xu. "Is Forward Gradient an Effective Tool for Explaining Black-box Models?"
-(arXiv 2403.15603, 2024); research/algorithms.md section 1. The paper's blockwise definition was not
+(arXiv 2403.15603, 2024); docs/methods.md section 1. The paper's blockwise definition was not
 retrievable; this is reading (a) of the spec (noise confined to one input block per query) plus option (b),
 low-dimensional noise (``noise_resolution``).
 
@@ -29,10 +29,12 @@ cell's pixel count: each pixel shows its cell's mean gradient, in the units of t
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
+from .estimators import ScoreFunctionEstimator, central_difference, control_variate
 from .registry import register_explainer
 
 FRAME_VALUES = 8_000_000     # noise values drawn at once (32 MB in float32)
@@ -44,13 +46,165 @@ def _nearest_index(n_out: int, n_in: int, device) -> torch.Tensor:
     return (torch.arange(n_out, device=device) * n_in) // n_out
 
 
+@dataclass
+class BlockLayout:
+    """Where the noise lives: a gh x gw noise grid over the C x H x W input, cut into nbh x nbw blocks of
+    bh x bw cells (edge blocks padded and cropped). A draw is the noise of one block: C * bh * bw values."""
+    c: int
+    h: int
+    w: int
+    gh: int
+    gw: int
+    bh: int
+    bw: int
+    ri: torch.Tensor        # (H,) grid row of each pixel row
+    ci: torch.Tensor        # (W,) grid column of each pixel column
+    area: torch.Tensor      # (gh, gw) pixels per grid cell
+
+    @classmethod
+    def of(cls, x: torch.Tensor, block_size: int, noise_resolution: int) -> "BlockLayout":
+        c, h, w = x.shape
+        dev, r = x.device, noise_resolution
+        gh, gw = (min(r, h), min(r, w)) if r > 0 else (h, w)
+        ri, ci = _nearest_index(h, gh, dev), _nearest_index(w, gw, dev)
+        area = torch.bincount(ri, minlength=gh).float()[:, None] * torch.bincount(ci, minlength=gw).float()[None, :]
+        if block_size > 0:   # block side in grid cells
+            bh, bw = max(1, round(block_size * gh / h)), max(1, round(block_size * gw / w))
+            bh, bw = min(bh, gh), min(bw, gw)
+        else:
+            bh, bw = gh, gw
+        return cls(c, h, w, gh, gw, bh, bw, ri, ci, area)
+
+    @property
+    def nbh(self) -> int:
+        return -(-self.gh // self.bh)
+
+    @property
+    def nbw(self) -> int:
+        return -(-self.gw // self.bw)
+
+    @property
+    def n_blocks(self) -> int:
+        return self.nbh * self.nbw
+
+    @property
+    def dim(self) -> int:
+        return self.c * self.bh * self.bw
+
+    @property
+    def coarse(self) -> bool:
+        return (self.gh, self.gw) != (self.h, self.w)
+
+    @property
+    def padded(self) -> bool:
+        """Full-resolution blocks: perturbed inputs are built padded to whole blocks, then cropped."""
+        return self.n_blocks > 1 and not self.coarse
+
+    def to_image(self, gb: torch.Tensor) -> torch.Tensor:
+        """(n_blocks, dim) per-block gradients -> (C, H, W); a grid cell's gradient (the sum of its pixels'
+        gradients) is shown as the per-pixel mean."""
+        g = gb.view(self.nbh, self.nbw, self.c, self.bh, self.bw).permute(2, 0, 3, 1, 4)
+        g = g.reshape(self.c, self.nbh * self.bh, self.nbw * self.bw)[:, :self.gh, :self.gw]
+        if self.coarse:
+            g = (g / self.area)[:, self.ri][:, :, self.ci]
+        return g
+
+
+class BlockNoise:
+    """The noise sampler: standard-normal draws of ``dim`` values for one block each, unit t going to block
+    t % K, drawn ``group`` rounds per block at a time (a frame). Orthogonal frames (Choromanski et al.):
+    directions from a QR of a Gaussian matrix, lengths from its rows, so each draw stays exactly Gaussian."""
+
+    def __init__(self, gen: torch.Generator, n_blocks: int, dim: int, n_units: int, orthogonal: bool):
+        rounds = -(-n_units // n_blocks)                                     # draws per block (at most)
+        group = max(1, min(rounds, FRAME_VALUES // (n_blocks * dim)))        # rounds drawn per frame
+        ortho = orthogonal and group > 1
+        if ortho:
+            group = max(1, min(group, dim, int(math.sqrt(QR_FLOPS / (n_blocks * dim)))))
+            ortho = group > 1
+        self.gen, self.n_blocks, self.dim, self.group, self.ortho = gen, n_blocks, dim, group, ortho
+        self.per_frame = group * n_blocks
+        self._frame: tuple[int, torch.Tensor | None] = (-1, None)
+
+    def frame(self, f: int) -> torch.Tensor:
+        """(group * K, dim) draws of units f*group*K ..: row (t % group) * K + block (the last frame is kept)."""
+        if self._frame[0] != f:
+            k, d, gen = self.n_blocks, self.dim, self.gen
+            if self.ortho:
+                g = torch.randn(k, d, self.group, generator=gen, device=gen.device)
+                q, rr = torch.linalg.qr(g)                                   # Gram-Schmidt of the columns
+                q = q * torch.sign(torch.diagonal(rr, dim1=-2, dim2=-1)).unsqueeze(1)   # Haar directions
+                noise = (q * g.norm(dim=1, keepdim=True)).permute(2, 0, 1).reshape(self.per_frame, d)
+            else:
+                noise = torch.randn(self.per_frame, d, generator=gen, device=gen.device)
+            self._frame = (f, noise)
+        return self._frame[1]
+
+    def draws(self, a: int, b: int) -> torch.Tensor:
+        """Noise of the consecutive units a..b-1 (a view of the frame unless it spans two frames)."""
+        parts = []
+        while a < b:
+            f, off = divmod(a, self.per_frame)
+            n = min(b - a, self.per_frame - off)
+            parts.append(self.frame(f)[off:off + n])
+            a += n
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+class BlockPerturbation:
+    """The perturbation: x + sigma * eps with each draw's noise placed in its block (upsampled from the noise
+    grid when it is coarse)."""
+
+    def __init__(self, x: torch.Tensor, layout: BlockLayout, sigma: float):
+        lay = self.layout = layout
+        self.x, self.sigma = x, sigma
+        hp, wp = lay.nbh * lay.bh, lay.nbw * lay.bw
+        self.x_pad = torch.nn.functional.pad(x, (0, wp - lay.w, 0, hp - lay.h)) if lay.padded else x
+        self.buf_hw = (hp, wp) if lay.padded else (lay.h, lay.w)
+
+    def batch(self, eps: torch.Tensor, blocks: torch.Tensor, n_pairs: int) -> torch.Tensor:
+        """(k + n_pairs, C, H, W): x + sigma eps for the k draws, then x - sigma eps for the first n_pairs."""
+        k, lay = eps.shape[0], self.layout
+        buf = torch.empty(k + n_pairs, lay.c, *self.buf_hw, device=eps.device)
+        plus = self.perturb(buf[:k], eps, blocks, self.sigma)
+        if not n_pairs:
+            return plus
+        minus = self.perturb(buf[k:], eps[:n_pairs], blocks[:n_pairs], -self.sigma)
+        return buf if self.buf_hw == (lay.h, lay.w) else torch.cat([plus, minus])
+
+    def perturb(self, out: torch.Tensor, eps: torch.Tensor, blocks: torch.Tensor, scale: float) -> torch.Tensor:
+        """Write x + scale * eps (placed in its block) into ``out`` (k, C, H', W'); returns (k, C, H, W)."""
+        k, lay, x = eps.shape[0], self.layout, self.x
+        if lay.n_blocks == 1 and not lay.coarse:
+            return torch.add(x, eps.view(k, lay.c, lay.h, lay.w), alpha=scale, out=out)
+        if lay.coarse:
+            z = eps.view(k, lay.c, lay.gh, lay.gw) if lay.n_blocks == 1 else self.place(eps, blocks)
+            return torch.add(x, z[:, :, lay.ri][:, :, :, lay.ci], alpha=scale, out=out)
+        out.copy_(self.x_pad.expand_as(out))                         # x everywhere, noise only in the block
+        blocked = out.view(k, lay.c, lay.nbh, lay.bh, lay.nbw, lay.bw).permute(0, 2, 4, 1, 3, 5)
+        blocked.index_put_((torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw),
+                           eps.view(k, lay.c, lay.bh, lay.bw) * scale, accumulate=True)
+        return out[:, :, :lay.h, :lay.w]
+
+    def place(self, eps: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+        """(k, dim) block noise -> (k, C, gh, gw) on the noise grid (zero outside each unit's block)."""
+        k, lay = eps.shape[0], self.layout
+        z6 = torch.zeros(k, lay.nbh, lay.nbw, lay.c, lay.bh, lay.bw, device=eps.device)
+        z6[torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw] = eps.view(k, lay.c, lay.bh,
+                                                                                                lay.bw)
+        hp, wp = lay.nbh * lay.bh, lay.nbw * lay.bw
+        return z6.permute(0, 3, 1, 4, 2, 5).reshape(k, lay.c, hp, wp)[:, :, :lay.gh, :lay.gw]
+
+
 @register_explainer
 class LR(Explainer):
     name = "lr"
     title = "LR gradient estimation"
     paper = "Zhang et al., arXiv 2403.15603 (2024)"
     modalities = ("image", "audio")
-    params = (
+    estimates_gradient = True
+    budget_param = ("n_samples", 1)
+    param_specs = (
         Param("n_samples", "int", 4000, 2, 100_000, log=True, cpu_default=2000, unit="queries",
               help="Perturbed queries (an antithetic pair counts as two). The error falls like 1/sqrt(n)."),
         Param("sigma", "float", 0.2, 0.001, 2.0, log=True,
@@ -74,129 +228,33 @@ class LR(Explainer):
         return self.n_samples + (1 if self.control_variate else 0)
 
     def _iterate(self, bb, x, target):
-        c, h, w = x.shape
-        dev = x.device
-        gen = self.generator(dev)
-        sigma = float(self.sigma)
-        r = self.noise_resolution
-        gh, gw = (min(r, h), min(r, w)) if r > 0 else (h, w)            # the noise grid
-        coarse = (gh, gw) != (h, w)
-        ri, ci = _nearest_index(h, gh, dev), _nearest_index(w, gw, dev)
-        area = torch.bincount(ri, minlength=gh).float()[:, None] * torch.bincount(ci, minlength=gw).float()[None, :]
-        if self.block_size > 0:   # block side in grid cells; edge blocks are padded and cropped
-            bh, bw = max(1, round(self.block_size * gh / h)), max(1, round(self.block_size * gw / w))
-            bh, bw = min(bh, gh), min(bw, gw)
-        else:
-            bh, bw = gh, gw
-        nbh, nbw = -(-gh // bh), -(-gw // bw)
-        n_blocks, dim = nbh * nbw, c * bh * bw
-
+        lay = BlockLayout.of(x, self.block_size, self.noise_resolution)
         pair = bool(self.antithetic)
         n_pairs_total = self.n_samples // 2 if pair else 0
         n_units = n_pairs_total + (self.n_samples - 2 * n_pairs_total)  # noise draws (pairs + singles)
-        rounds = -(-n_units // n_blocks)                                 # draws per block (at most)
-        group = max(1, min(rounds, FRAME_VALUES // (n_blocks * dim)))    # rounds drawn per frame
-        ortho = self.orthogonal and self.block_size > 0 and group > 1
-        if ortho:
-            group = max(1, min(group, dim, int(math.sqrt(QR_FLOPS / (n_blocks * dim)))))
-            ortho = group > 1
-
-        frames: dict[int, torch.Tensor] = {}
-        per_frame = group * n_blocks
-
-        def frame(f: int) -> torch.Tensor:
-            """(group * K, dim) standard-normal draws of units f*group*K ..: row (t % group) * K + block."""
-            if f not in frames:
-                frames.clear()
-                if ortho:
-                    g = torch.randn(n_blocks, dim, group, generator=gen, device=dev)
-                    q, rr = torch.linalg.qr(g)                           # Gram-Schmidt of the columns
-                    q = q * torch.sign(torch.diagonal(rr, dim1=-2, dim2=-1)).unsqueeze(1)  # Haar directions
-                    frames[f] = (q * g.norm(dim=1, keepdim=True)).permute(2, 0, 1).reshape(per_frame, dim)
-                else:
-                    frames[f] = torch.randn(per_frame, dim, generator=gen, device=dev)
-            return frames[f]
-
-        def draws(a: int, b: int) -> torch.Tensor:
-            """Noise of the consecutive units a..b-1 (a view of the frame unless it spans two frames)."""
-            parts = []
-            while a < b:
-                f, off = divmod(a, per_frame)
-                n = min(b - a, per_frame - off)
-                parts.append(frame(f)[off:off + n])
-                a += n
-            return parts[0] if len(parts) == 1 else torch.cat(parts)
-
-        hp, wp = nbh * bh, nbw * bw
-        x_pad = torch.nn.functional.pad(x, (0, wp - w, 0, hp - h)) if n_blocks > 1 and not coarse else x
-
-        def perturb(out: torch.Tensor, eps: torch.Tensor, blocks: torch.Tensor, sign: float) -> torch.Tensor:
-            """Write x + sign * sigma * eps (placed in its block) into ``out`` (k, C, H', W'); returns (k, C, H, W)."""
-            k = eps.shape[0]
-            if n_blocks == 1 and not coarse:
-                return torch.add(x, eps.view(k, c, h, w), alpha=sign * sigma, out=out)
-            if coarse:
-                z = eps.view(k, c, gh, gw) if n_blocks == 1 else place(eps, blocks)
-                return torch.add(x, z[:, :, ri][:, :, :, ci], alpha=sign * sigma, out=out)
-            out.copy_(x_pad.expand_as(out))                              # x everywhere, noise only in the block
-            blocked = out.view(k, c, nbh, bh, nbw, bw).permute(0, 2, 4, 1, 3, 5)
-            blocked.index_put_((torch.arange(k, device=dev), blocks // nbw, blocks % nbw),
-                               eps.view(k, c, bh, bw) * (sign * sigma), accumulate=True)
-            return out[:, :, :h, :w]
-
-        def place(eps: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
-            """(k, dim) block noise -> (k, C, gh, gw) on the noise grid (zero outside each unit's block)."""
-            k = eps.shape[0]
-            z6 = torch.zeros(k, nbh, nbw, c, bh, bw, device=dev)
-            z6[torch.arange(k, device=dev), blocks // nbw, blocks % nbw] = eps.view(k, c, bh, bw)
-            return z6.permute(0, 3, 1, 4, 2, 5).reshape(k, c, hp, wp)[:, :, :gh, :gw]
-
-        s_sum = torch.zeros(n_blocks, dim, device=dev)                  # running sum of coef * eps per block
-        count = torch.zeros(n_blocks, device=dev)                        # draws per block
-        queries = 0
-        b = torch.zeros((), device=dev)
+        noise = BlockNoise(self.generator(x.device), lay.n_blocks, lay.dim, n_units,
+                           self.orthogonal and self.block_size > 0)
+        perturbation = BlockPerturbation(x, lay, float(self.sigma))
+        est = ScoreFunctionEstimator(self.sigma, lay.dim, lay.n_blocks, device=x.device)
+        queries, b = 0, torch.zeros((), device=x.device)
         if self.control_variate:
             b = bb(x.unsqueeze(0))[0, target]
             queries = 1
-
-        def gradient() -> torch.Tensor:
-            gb = s_sum / (count.clamp_min(1)[:, None] * sigma)          # E[coef * z] / sigma^2, z = sigma * eps
-            g = gb.view(nbh, nbw, c, bh, bw).permute(2, 0, 3, 1, 4).reshape(c, nbh * bh, nbw * bw)[:, :gh, :gw]
-            if coarse:  # d f / d cell = sum of its pixels' gradients; show the per-pixel mean
-                g = (g / area)[:, ri][:, :, ci]
-            return g
-
-        def readout():
-            g = gradient()
-            sal = g.abs().amax(0) if self.readout == "abs_max" else (g * x).sum(0)
-            return sal, {"draws_per_block": float(count.mean())}, {"gradient": g.detach().cpu()}
-
-        # queries per forward call: whole model batches (no ragged chunk), more of them for small inputs
-        per_query_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
-        per_call = max(1, per_query_call // (2 if pair else 1))           # draws per call
-        buf_hw = (hp, wp) if n_blocks > 1 and not coarse else (h, w)
+        per_call = self.per_call(bb, x, per_item=2 if pair else 1)      # draws per call
         done = 0
         while done < n_units:
             k = min(per_call, n_units - done)
-            blocks = torch.arange(done, done + k, device=dev) % n_blocks   # round-robin over the blocks
-            eps = draws(done, done + k)
+            blocks = torch.arange(done, done + k, device=x.device) % lay.n_blocks   # round-robin over the blocks
+            eps = noise.draws(done, done + k)
             n_pairs = max(0, min(k, n_pairs_total - done))               # pairs come first, then singles
-            buf = torch.empty(k + n_pairs, c, *buf_hw, device=dev)
-            plus = perturb(buf[:k], eps, blocks, 1.0)
-            if n_pairs:
-                minus = perturb(buf[k:], eps[:n_pairs], blocks[:n_pairs], -1.0)
-                batch = buf if buf_hw == (h, w) else torch.cat([plus, minus])
-            else:
-                batch = plus
-            y = bb(batch)[:, target]
-            coef = torch.cat([(y[:n_pairs] - y[k:]) * 0.5, y[n_pairs:k] - b])   # rows: +pairs, singles, -pairs
-            if n_blocks == 1:
-                s_sum[0].addmv_(eps.t(), coef)
-            else:  # one GEMM: (K, k) one-hot rows weighted by coef, times the draws
-                onehot = torch.zeros(n_blocks, k, device=dev)
-                onehot[blocks, torch.arange(k, device=dev)] = coef
-                s_sum.addmm_(onehot, eps)
-            count += torch.bincount(blocks, minlength=n_blocks).to(count.dtype)
-            queries += batch.shape[0]
+            y = bb(perturbation.batch(eps, blocks, n_pairs))[:, target]  # rows: +pairs, singles, -pairs
+            est.add(eps, torch.cat([central_difference(y[:n_pairs], y[k:]), control_variate(y[n_pairs:k], b)]),
+                    blocks)
+            queries += k + n_pairs
             done += k
-            yield Step(queries=queries, progress=done / n_units, readout=readout)
+            yield Step(queries=queries, progress=done / n_units, readout=lambda: self._readout(lay, est, x))
+
+    def _readout(self, lay: BlockLayout, est: ScoreFunctionEstimator, x: torch.Tensor) -> Readout:
+        g = lay.to_image(est.gradient())
+        sal = g.abs().amax(0) if self.readout == "abs_max" else (g * x).sum(0)
+        return Readout(sal, {"draws_per_block": float(est.count.mean())}, gradient=g)

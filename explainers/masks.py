@@ -79,9 +79,3 @@ def grid_partition(shape: tuple[int, int], block: int, device=None) -> torch.Ten
     rows = torch.arange(h, device=device) // block
     cols = torch.arange(w, device=device) // block
     return rows[:, None] * math.ceil(w / block) + cols[None, :]
-
-
-def normalise(sal: torch.Tensor) -> torch.Tensor:
-    """Min-max to [0, 1] (constant maps become zeros)."""
-    lo, hi = sal.min(), sal.max()
-    return (sal - lo) / (hi - lo) if hi > lo else torch.zeros_like(sal)

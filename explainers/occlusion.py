@@ -1,7 +1,7 @@
 """Occlusion: slide a patch over the input and record how much the target score drops.
 
-Zeiler and Fergus. "Visualizing and Understanding Convolutional Networks", ECCV 2014 (research/algorithms.md
-section 6). For every patch position, delta = f_c(x) - f_c(x with the patch replaced by a baseline); each pixel
+Zeiler and Fergus. "Visualizing and Understanding Convolutional Networks", ECCV 2014 (docs/methods.md
+section 6.2). For every patch position, delta = f_c(x) - f_c(x with the patch replaced by a baseline); each pixel
 shows the mean delta over the patches that covered it (as Captum does; xplique sums instead). Positions run
 ``stride`` apart, plus a last one flush with the far edge so every pixel is covered. Streams batch by batch
 of patches; queries = positions + 1 (the clean score).
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
 from .masks import make_baseline
 from .registry import register_explainer
 
@@ -28,7 +28,7 @@ class Occlusion(Explainer):
     title = "Occlusion"
     paper = "Zeiler & Fergus, ECCV 2014"
     modalities = ("image", "audio")
-    params = (
+    param_specs = (
         Param("patch", "int", 16, 1, 256, unit="px", help="Side of the square occluding patch."),
         Param("stride", "int", 8, 1, 256, unit="px", help="Step between patch positions."),
         Param("baseline", "choice", "zero", choices=("zero", "blur", "mean", "constant"),
@@ -59,12 +59,11 @@ class Occlusion(Explainer):
         delta_sum = torch.zeros(h, w, device=dev)
         cover = torch.zeros(h, w, device=dev)
         ar_h, ar_w = torch.arange(h, device=dev), torch.arange(w, device=dev)
-        # whole model batches per call (no ragged chunk), more of them for small inputs
-        per_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
+        per_call = self.per_call(bb, x)
         done = 0
 
         def readout():
-            return delta_sum / cover.clamp_min(1)
+            return Readout(delta_sum / cover.clamp_min(1))
 
         while done < n_total:
             k = min(per_call, n_total - done)

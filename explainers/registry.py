@@ -17,6 +17,11 @@ def register_explainer(cls: type[Explainer]) -> type[Explainer]:
     return cls
 
 
+def unregister_explainer(name: str) -> None:
+    """Remove a method (a plug-in reloaded in a notebook, a throwaway method in a test); unknown names are ignored."""
+    _EXPLAINERS.pop(name, None)
+
+
 def list_explainers(modality: str | None = None, white_box: bool | None = None) -> list[str]:
     return [n for n, c in _EXPLAINERS.items()
             if (modality is None or modality in c.modalities) and (white_box is None or c.white_box == white_box)]

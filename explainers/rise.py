@@ -1,7 +1,7 @@
 """RISE: randomized input sampling for explanation.
 
 Petsiuk, Das, Saenko. "RISE: Randomized Input Sampling for Explanation of Black-box Models", BMVC 2018
-(research/algorithms.md section 6).
+(docs/methods.md section 6.1).
 
 N binary s x s grids with P(cell kept) = p1, bilinearly upsampled to (s+1) * cell and cropped to H x W at a
 random offset in [0, cell) per axis (smooth masks, shifted by less than a cell). The map is the Monte Carlo
@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
 from .masks import BASELINES, blend, make_baseline
 from .registry import register_explainer
 
@@ -29,7 +29,7 @@ class Rise(Explainer):
     title = "RISE"
     paper = "Petsiuk et al., BMVC 2018"
     modalities = ("image", "audio")
-    params = (
+    param_specs = (
         Param("n_masks", "int", 4000, 2, 50_000, log=True, cpu_default=2000, unit="queries",
               help="Random masks N (one query each)."),
         Param("grid_size", "int", 7, 2, 32, unit="cells", help="Cells per side of the random binary grid."),
@@ -71,12 +71,11 @@ class Rise(Explainer):
         grid, dy, dx = self.draws(n_total, h, w, self.generator(dev), dev)
         baseline = make_baseline(x, self.baseline)
         s_sum = torch.zeros(h, w, device=dev)
-        # whole model batches per call (no ragged chunk), more of them for small inputs
-        per_call = bb.batch_size * (max(4, 256 // bb.batch_size) if h * w <= 64 * 64 else 4)
+        per_call = self.per_call(bb, x)
         done = 0
 
         def readout():
-            return s_sum / (max(done, 1) * self.p1)
+            return Readout(s_sum / (max(done, 1) * self.p1))
 
         while done < n_total:
             k = min(per_call, n_total - done)

@@ -3,7 +3,7 @@
 A segmentation is an (H, W) long tensor of labels 0..K-1 on the input's device, every label used at least once.
 Images are cut into superpixels with scikit-image (SLIC, Achanta et al. 2012; quickshift, Vedaldi and Soatto
 2008) computed on a display copy of the input; audio time-frequency inputs (1, F, T) are cut into fixed
-rectangles (frequency bands x time frames), the proposal of research/algorithms.md section 4 for DAX on audio.
+rectangles (frequency bands x time frames), the proposal of docs/methods.md section 4 for DAX on audio.
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Sobol attribution: total-order Sobol indices of grid masks from a quasi-Monte Carlo design.
 
 Fel, Cadène, Chalvidal, Cord, Vigouroux, Serre. "Look at the Variance! Efficient Black-box Explanations with
-Sobol-based Sensitivity Analysis", NeurIPS 2021 (research/algorithms.md section 5).
+Sobol-based Sensitivity Analysis", NeurIPS 2021 (docs/methods.md section 5).
 
 Masks are continuous values on an s x s grid, drawn from an unscrambled Sobol' sequence of dimension 2d
 (A = first d columns, B = last d). Design n evaluates A_n and the d "radial" masks C_{i,n} (A_n with cell i
@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
 from .masks import blend, make_baseline, upsample
 from .registry import register_explainer
 
@@ -28,7 +28,7 @@ class Sobol(Explainer):
     name = "sobol"
     title = "Sobol attribution"
     paper = "Fel et al., NeurIPS 2021"
-    params = (
+    param_specs = (
         Param("grid_size", "int", 8, 2, 16, help="Cells per side of the mask grid (d = grid_size^2 inputs).",
               unit="cells", cpu_default=6),
         Param("nb_design", "int", 32, 4, 1024, power_of_two=True,
@@ -60,9 +60,8 @@ class Sobol(Explainer):
         y_a = y[:, 0]
         sq_diff = torch.zeros(d, device=dev)
         total = n_total * (d + 1)
-        # queries per forward call: a multiple of the model's batch size (no ragged chunk at every call);
-        # calls need not end on a design, a design's Jansen terms are added once all its queries are back
-        per_call = bb.batch_size * max(1, 256 // bb.batch_size) if h * w <= 64 * 64 else bb.batch_size * 4
+        # calls need not end on a design: a design's Jansen terms are added once all its queries are back
+        per_call = self.per_call(bb, x, min_batches=1)
         cols = torch.arange(d, device=dev)
         served = done = 0
 
@@ -75,7 +74,8 @@ class Sobol(Explainer):
                 st = sq_diff / (2 * n * (var + 1e-12))
             grid = st.view(1, 1, s, s)
             sal = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
-            return sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0}, {"grid": st.view(s, s)}
+            return Readout(sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0},
+                           extras={"grid": st.view(s, s)})
 
         while served < total:
             k = min(per_call, total - served)

@@ -18,7 +18,7 @@ import weakref
 import torch
 import torch.nn.functional as F
 
-from .base import Explainer, Param, Step
+from .base import Explainer, Param, Readout, Step
 from .masks import make_baseline
 from .registry import register_explainer
 
@@ -34,9 +34,9 @@ def _module_lock(module: torch.nn.Module) -> threading.Lock:
 
 def score_with_grad(bb, batch: torch.Tensor, target: int) -> torch.Tensor:
     """f_c of a batch through the open module, with autograd, in the BlackBox's score space (counted)."""
-    bb._count(batch.shape[0])
+    bb.count(batch.shape[0])
     out = bb.module(batch)
-    return bb._to_score(out.float())[:, target]
+    return bb.to_score(out.float())[:, target]
 
 
 def input_gradient(bb, batch: torch.Tensor, target: int) -> torch.Tensor:
@@ -48,7 +48,6 @@ def input_gradient(bb, batch: torch.Tensor, target: int) -> torch.Tensor:
 
 class _WhiteBox(Explainer):
     white_box = True
-    progressive = False
 
 
 @register_explainer
@@ -56,14 +55,14 @@ class Gradient(_WhiteBox):
     name = "gradient"
     title = "Gradient (white-box reference)"
     paper = "Simonyan, Vedaldi, Zisserman, ICLR workshop 2014"
-    params = ()
+    param_specs = ()
 
     def query_budget(self, input_shape) -> int:
         return 1
 
     def _iterate(self, bb, x, target):
         g = input_gradient(bb, x.unsqueeze(0), target)[0]
-        yield Step(1, 1.0, lambda: (g.abs().amax(0), {}, {"gradient": g.cpu()}))
+        yield Step(1, 1.0, lambda: Readout(g.abs().amax(0), gradient=g))
 
 
 @register_explainer
@@ -71,7 +70,7 @@ class IntegratedGradients(_WhiteBox):
     name = "integrated_gradients"
     title = "Integrated Gradients (white-box reference)"
     paper = "Sundararajan, Taly, Yan, ICML 2017"
-    params = (
+    param_specs = (
         Param("steps", "int", 50, 2, 1000, help="Points on the path from the baseline to the input."),
         Param("baseline", "choice", "zero", choices=("zero", "blur"), help="The path's start."),
     )
@@ -91,7 +90,7 @@ class IntegratedGradients(_WhiteBox):
 
             def readout(done=done, g=g_sum.clone()):
                 attribution = (x - x0) * g / done
-                return attribution.sum(0), {}, {"attribution": attribution.cpu(), "gradient": (g / done).cpu()}
+                return Readout(attribution.sum(0), gradient=g / done, extras={"attribution": attribution.cpu()})
             yield Step(done, done / self.steps, readout)
 
 
@@ -108,7 +107,7 @@ class GradCAM(_WhiteBox):
     title = "Grad-CAM (white-box reference)"
     paper = "Selvaraju et al., ICCV 2017"
     modalities = ("image", "audio")
-    params = (
+    param_specs = (
         Param("layer", "str", "auto", help="Name of the convolutional layer (as in model.named_modules()); "
                                            "'auto' takes the last Conv2d (for EfficientNet-Lite0: conv_head)."),
     )
@@ -129,7 +128,7 @@ class GradCAM(_WhiteBox):
                 with torch.enable_grad():
                     # the class score before the softmax, as in the paper (a softmax probability near 0
                     # would leave no gradient for a class the model does not predict)
-                    bb._count(1)
+                    bb.count(1)
                     score = bb.module(x.unsqueeze(0).detach())[:, target]
                     act = store["act"]
                     grad, = torch.autograd.grad(score.sum(), act)
@@ -138,4 +137,4 @@ class GradCAM(_WhiteBox):
         weights = grad.mean(dim=(2, 3), keepdim=True)
         cam = F.relu((weights * act).sum(1, keepdim=True)).detach()
         cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)[0, 0]
-        yield Step(1, 1.0, lambda: (cam, {}, {"layer": name}))
+        yield Step(1, 1.0, lambda: Readout(cam, extras={"layer": name}))

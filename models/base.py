@@ -6,18 +6,20 @@ into the chunk size that is fastest on its device, and carries the model's prepr
 """
 from __future__ import annotations
 
+import copy
 import json
 import os
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 import numpy as np
 import torch
 
 SCORE_MODES = ("prob", "logit", "logprob")
 OUTPUT_KINDS = ("logits", "probs", "scores")
+_Box = TypeVar("_Box", bound="BlackBox")
 
 
 class QueryBudgetExceeded(RuntimeError):
@@ -25,8 +27,12 @@ class QueryBudgetExceeded(RuntimeError):
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
-    """CUDA when it is there and nothing else was asked for, else the CPU."""
-    if device is None or device == "auto":
+    """CUDA when it is there and nothing else was asked for, else the CPU.
+
+    The one place that chooses a device: loaders, the audio front end and the job runner all call it, so "auto"
+    means the same thing everywhere.
+    """
+    if not device or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
 
@@ -37,7 +43,9 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
 
 
-def _cache_dir() -> Path:
+def cache_root() -> Path:
+    """Folder of the project's on-disk caches (measured batch sizes, the job results): ``$SALIENCY_CACHE_DIR``,
+    else ``.cache`` at the repository root (tests point the variable at a temporary folder)."""
     return Path(os.environ.get("SALIENCY_CACHE_DIR", Path(__file__).resolve().parent.parent / ".cache"))
 
 
@@ -47,7 +55,8 @@ class BlackBox:
     Parameters
     ----------
     fn: a ``torch.nn.Module`` (kept as ``.module`` for the white-box reference methods only) or a callable
-        mapping a float tensor (N, *input_shape) to (N, K) scores.
+        mapping a float tensor (N, *input_shape) to (N, K) scores. A subclass that reaches its model another way
+        (``HttpBlackBox``) passes ``None`` and overrides :meth:`forward_raw` instead.
     labels: K class names (default ``class 0 .. class K-1`` once K is known).
     input_shape: (C, H, W) the model takes; inputs of another shape are rejected with a clear message.
     outputs: what ``fn`` returns: ``"logits"``, ``"probs"`` or ``"scores"`` (anything else, served as is).
@@ -56,11 +65,14 @@ class BlackBox:
     preprocess: raw input (PIL image; or waveform, sample_rate for audio) -> tensor (C, H, W).
     to_display: tensor (C, H, W) -> uint8 numpy (H, W, 3) for overlays (images) or (F, T) float (audio).
     max_queries: a hard cap; a call that would pass it raises ``QueryBudgetExceeded`` and serves nothing.
+
+    Subclasses override one hook, :meth:`forward_raw` (raw outputs of a batch), and inherit the input checks,
+    counting, budget and score modes of ``__call__``; per-view state goes in :meth:`_start_counters`.
     """
 
     def __init__(
         self,
-        fn: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module,
+        fn: Callable[[torch.Tensor], torch.Tensor] | torch.nn.Module | None,
         labels: Sequence[str] | None = None,
         input_shape: Sequence[int] | None = None,
         *,
@@ -80,6 +92,8 @@ class BlackBox:
             raise ValueError(f"outputs must be one of {OUTPUT_KINDS}, got {outputs!r}")
         if score_mode not in SCORE_MODES:
             raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+        if fn is None and type(self).forward_raw is BlackBox.forward_raw:
+            raise TypeError("BlackBox needs a model: a torch.nn.Module or a callable batch -> scores")
         self.module = fn if isinstance(fn, torch.nn.Module) else None
         self.device = pick_device(device) if self.module is not None or device is not None else torch.device("cpu")
         if self.module is not None:
@@ -101,6 +115,10 @@ class BlackBox:
         self.modality = modality
         self.max_queries = max_queries
         self.meta = dict(meta or {})
+        self._start_counters()
+
+    def _start_counters(self) -> None:
+        """State that belongs to one view (its counter and the lock guarding it), set afresh by ``view()``."""
         self._queries = 0
         self._lock = threading.Lock()
 
@@ -126,16 +144,15 @@ class BlackBox:
     def num_classes(self) -> int | None:
         return len(self._labels) if self._labels is not None else self.meta.get("num_classes")
 
-    def view(self, *, score_mode: str | None = None, max_queries: int | None = None) -> "BlackBox":
-        """A shallow copy sharing the model, with its own query counter (one per job or session)."""
-        clone = object.__new__(BlackBox)
-        clone.__dict__.update(self.__dict__)
-        clone._queries = 0
-        clone._lock = threading.Lock()
+    def view(self: _Box, *, score_mode: str | None = None, max_queries: int | None = None) -> _Box:
+        """A shallow copy of the same class sharing the model, with its own query counter and budget (one per job
+        or session); ``score_mode`` changes the score space of the copy only."""
+        if score_mode is not None and score_mode not in SCORE_MODES:
+            raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
+        clone = copy.copy(self)   # same subclass, same attributes: the model and any transport stay shared
+        clone._start_counters()
         clone.meta = dict(self.meta)
         if score_mode is not None:
-            if score_mode not in SCORE_MODES:
-                raise ValueError(f"score_mode must be one of {SCORE_MODES}, got {score_mode!r}")
             clone.score_mode = score_mode
         clone.max_queries = max_queries
         return clone
@@ -149,7 +166,11 @@ class BlackBox:
         with self._lock:
             self._queries = 0
 
-    def _count(self, n: int) -> None:
+    def count(self, n: int) -> None:
+        """Count ``n`` inputs served outside ``__call__`` (the white-box references' forward passes with autograd).
+
+        Raises ``QueryBudgetExceeded``, counting nothing, when they would pass ``max_queries``.
+        """
         with self._lock:
             if self.max_queries is not None and self._queries + n > self.max_queries:
                 raise QueryBudgetExceeded(
@@ -170,17 +191,25 @@ class BlackBox:
         """Scores (N, K) on ``self.device`` for a batch (N, *input_shape)."""
         self.check_input(x)
         n = x.shape[0]
-        self._count(n)
+        self.count(n)
         if n == 0:
             return torch.empty(0, self.num_classes or 0, device=self.device)
-        bs = self.batch_size
         with torch.inference_mode():
-            x = x.to(self.device, torch.float32, non_blocking=True)
-            outs = [self._forward(x[i:i + bs]) for i in range(0, n, bs)]
-            raw = outs[0] if len(outs) == 1 else torch.cat(outs)
-            return self._to_score(raw.float())
+            raw = self.forward_raw(x)
+            return self.to_score(raw.to(self.device).float())
 
-    def _forward(self, chunk: torch.Tensor) -> torch.Tensor:
+    def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's raw outputs (N, K) for a batch: not counted, no score mapping, autograd not switched off.
+
+        The hook a subclass overrides to reach its model another way. Here: ``fn`` on chunks of ``batch_size``.
+        ``evaluation.fidelity`` calls it with gradients on to differentiate exactly what ``__call__`` serves.
+        """
+        bs = self.batch_size
+        x = x.to(self.device, torch.float32, non_blocking=True)
+        outs = [self._forward_chunk(x[i:i + bs]) for i in range(0, x.shape[0], bs)]
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def _forward_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         if self._channels_last:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
         out = self.fn(chunk)
@@ -190,7 +219,8 @@ class BlackBox:
             out = out[:, None]
         return out.to(self.device)
 
-    def _to_score(self, raw: torch.Tensor) -> torch.Tensor:
+    def to_score(self, raw: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (N, K) -> scores in ``score_mode`` space (differentiable: the white-box references use it)."""
         if self.outputs == "scores":
             return raw
         if self.outputs == "logits":
@@ -203,7 +233,7 @@ class BlackBox:
     def predict(self, x: torch.Tensor, k: int = 5) -> list[tuple[int, str, float]]:
         """Top-k (index, label, probability) for one input (C, H, W); one query."""
         scores = self.view(score_mode="prob")(x.unsqueeze(0))[0]
-        self._count(1)
+        self.count(1)
         if self.outputs == "scores":
             scores = scores.softmax(-1) if scores.numel() > 1 else scores
         p, i = scores.topk(min(k, scores.numel()))
@@ -226,14 +256,14 @@ class BlackBox:
         if self.module is None or self.input_shape is None:
             return 64
         key = f"{self.name}|{self.device}|{torch.__version__}|{torch.get_num_threads()}|cl={self._channels_last}"
-        path = _cache_dir() / "batch_sizes.json"
+        path = cache_root() / "batch_sizes.json"
         try:
             known = json.loads(path.read_text())
         except (OSError, ValueError):
             known = {}
         if key in known:
             return int(known[key])
-        best = measure_fastest_batch(self._forward, self.input_shape, self.device)
+        best = measure_fastest_batch(self._forward_chunk, self.input_shape, self.device)
         known[key] = best
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

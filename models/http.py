@@ -303,7 +303,7 @@ class HttpBlackBox(BlackBox):
         if norm is not None and shape[1] == shape[2]:
             tf = ImageTransform(shape[1], mean=norm["mean"], std=norm["std"])
             preprocess, to_display = tf, tf.to_display
-        super().__init__(self._remote_forward, labels=labels, input_shape=shape, name=f"http:{name}@{parts.netloc}",
+        super().__init__(None, labels=labels, input_shape=shape, name=f"http:{name}@{parts.netloc}",
                          outputs=outputs if outputs in ("logits", "probs", "scores") else "scores",
                          score_mode=score_mode, device=device, preprocess=preprocess, to_display=to_display,
                          modality=info.get("modality", "image"), channels_last=False, max_queries=max_queries,
@@ -314,15 +314,11 @@ class HttpBlackBox(BlackBox):
         self.encoding = encoding
         self.max_batch = max_batch
         self._norm = norm
-        self._remote = 0
 
     # ------------------------------------------------------------------ views and counters
-    def view(self, *, score_mode: str | None = None, max_queries: int | None = None) -> "HttpBlackBox":
-        clone = super().view(score_mode=score_mode, max_queries=max_queries)
-        clone.__class__ = type(self)          # the base builds a plain BlackBox; keep the remote forward
-        clone.fn = clone._remote_forward      # bound to the clone, so it counts its own remote queries
-        clone._remote = 0
-        return clone
+    def _start_counters(self) -> None:
+        super()._start_counters()
+        self._remote = 0          # each view bills its own remote queries; the transport's totals are shared
 
     @property
     def remote_queries(self) -> int:
@@ -351,22 +347,14 @@ class HttpBlackBox(BlackBox):
         self._http.close()
 
     # ------------------------------------------------------------------ forward
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        """Scores (N, K): the whole batch goes to the transport, which splits it into parallel requests."""
-        self.check_input(x)
-        n = x.shape[0]
-        self._count(n)
-        if n == 0:
-            return torch.empty(0, self.num_classes or 0, device=self.device)
-        raw = self._remote_forward(x)
-        return self._to_score(raw.to(self.device).float())
-
     def _encode(self, x: torch.Tensor) -> bytes:
         if self.encoding == "png":
             return encode_png(x, self._norm["mean"], self._norm["std"])
         return encode_tensor(x)
 
-    def _remote_forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward_raw(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw outputs (N, K) of the whole batch: distinct inputs missing from the cache go out in request-sized
+        chunks (``batch_size``) sent in parallel; ``BlackBox.__call__`` counts and maps them to scores."""
         h = self._http
         x = x.detach().to("cpu", torch.float32)
         blobs = [self._encode(xi) for xi in x]

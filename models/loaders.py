@@ -9,9 +9,9 @@ from typing import Sequence
 
 import torch
 
-from .base import BlackBox
+from .base import BlackBox, pick_device
 from .images import ImageTransform
-from .zoo import imagenet_labels
+from .labels import imagenet_labels
 
 
 def _last_line(e: Exception) -> str:
@@ -29,7 +29,7 @@ def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], lab
                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), modality: str = "image",
                      preprocess=None, device=None) -> BlackBox:
     """A TorchScript model saved with ``torch.jit.save``; checked with one forward pass of the declared shape."""
-    device_t = torch.device(device) if device else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device_t = pick_device(device)
     try:
         raw = bytes(source) if isinstance(source, (bytes, bytearray)) else Path(source).read_bytes()
         module = torch.jit.load(io.BytesIO(raw), map_location=device_t)

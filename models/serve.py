@@ -4,20 +4,18 @@
 
 Serves ``GET /v1/info`` and ``POST /v1/predict`` (protocol in ``models/http.py``). With ``--api-key-env VAR``
 every request must carry the key held in ``$VAR`` (``Authorization: Bearer`` or ``X-API-Key``), compared in
-constant time. ``--fail-rate``, ``--drop-rate`` and ``--delay`` inject faults (HTTP 500, connections closed
-mid-answer, slow answers) so clients can be tested against an unreliable API. ``create_app`` and ``serve_in_thread``
-run the same server inside a test process on a free 127.0.0.1 port.
+constant time. ``create_app`` and ``serve_in_thread`` run the same server inside a test process on a free
+127.0.0.1 port; the tests wrap that app to inject faults (``tests/faults.py``), so the server itself stays the
+one a user runs.
 """
 from __future__ import annotations
 
 import argparse
-import asyncio
 import base64
 import binascii
 import hmac
 import logging
 import os
-import random
 import socket
 import sys
 import threading
@@ -34,10 +32,6 @@ log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 2**20
 
 
-class _Drop(Exception):
-    """Raised after the response has started: uvicorn then closes the connection mid-answer."""
-
-
 def _normalization(bb: BlackBox) -> dict[str, list[float]] | None:
     tf = bb.meta.get("transform")
     mean, std = getattr(tf, "mean", None), getattr(tf, "std", None)
@@ -46,122 +40,106 @@ def _normalization(bb: BlackBox) -> dict[str, list[float]] | None:
     return {"mean": [float(v) for v in mean.flatten()], "std": [float(v) for v in std.flatten()]}
 
 
-def create_app(bb: BlackBox, *, api_key: str | None = None, max_batch: int = 64, fail_rate: float = 0.0,
-               drop_rate: float = 0.0, delay: float = 0.0, seed: int = 0):
-    """A Starlette app serving ``bb``'s raw outputs (logits stay logits). ``app.state.stats`` counts the work."""
-    from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
-    from starlette.requests import Request
+def _json(payload: Any, status: int = 200):
     from starlette.responses import JSONResponse
-    from starlette.routing import Route
+    return JSONResponse(payload, status_code=status)
 
-    raw_mode = {"logits": "logit", "probs": "prob"}.get(bb.outputs, bb.score_mode)
-    model = bb.view(score_mode=raw_mode)   # logits -> logits, probs -> probs: the client picks its score space
-    shape = tuple(bb.input_shape)
-    norm = _normalization(bb)
-    key = api_key.encode() if api_key else None
-    rng = random.Random(seed)
-    rng_lock = threading.Lock()
-    model_lock = threading.Lock()         # one forward at a time: torch already uses every core
-    stats = {"requests": 0, "inputs": 0, "failed": 0, "dropped": 0, "refused": 0}
-    info = {"name": bb.name, "labels": list(bb.labels), "input_shape": list(shape), "outputs": bb.outputs,
-            "modality": bb.modality, "max_batch": int(max_batch), "normalization": norm,
-            "protocol": PROTOCOL_VERSION}
 
-    def error(status: int, message: str) -> JSONResponse:
-        return JSONResponse({"error": message}, status_code=status)
+def _error(status: int, message: str):
+    return _json({"error": message}, status)
 
-    def authorised(request: Request) -> bool:
-        if key is None:
+
+class ModelServer:
+    """The two endpoints over one model: ``info`` and ``predict`` (Starlette handlers) and their counters."""
+
+    def __init__(self, bb: BlackBox, *, api_key: str | None = None, max_batch: int = 64):
+        raw_mode = {"logits": "logit", "probs": "prob"}.get(bb.outputs, bb.score_mode)
+        self.model = bb.view(score_mode=raw_mode)   # logits -> logits, probs -> probs: the client picks its space
+        self.shape = tuple(bb.input_shape)
+        self.norm = _normalization(bb)
+        self.max_batch = int(max_batch)
+        self.key = api_key.encode() if api_key else None
+        self.model_lock = threading.Lock()         # one forward at a time: torch already uses every core
+        self.stats = {"requests": 0, "inputs": 0, "refused": 0}
+        self.info = {"name": bb.name, "labels": list(bb.labels), "input_shape": list(self.shape),
+                     "outputs": bb.outputs, "modality": bb.modality, "max_batch": self.max_batch,
+                     "normalization": self.norm, "protocol": PROTOCOL_VERSION}
+
+    def authorised(self, request) -> bool:
+        if self.key is None:
             return True
         given = request.headers.get("x-api-key", "")
         auth = request.headers.get("authorization", "")
         if auth[:7].lower() == "bearer ":
             given = auth[7:]
-        return hmac.compare_digest(given.encode(), key)
+        return hmac.compare_digest(given.encode(), self.key)
 
-    async def faults() -> str | None:
-        with rng_lock:
-            u, v = rng.random(), rng.random()
-        if delay:
-            await asyncio.sleep(delay * (0.5 + u))
-        if u < fail_rate:
-            stats["failed"] += 1
-            return "fail"
-        if v < drop_rate:
-            stats["dropped"] += 1
-            return "drop"
-        return None
+    async def get_info(self, request):
+        if not self.authorised(request):
+            self.stats["refused"] += 1
+            return _error(401, "missing or wrong API key")
+        return _json(self.info)
 
-    async def get_info(request: Request):
-        if not authorised(request):
-            stats["refused"] += 1
-            return error(401, "missing or wrong API key")
-        return JSONResponse(info)
-
-    def run_model(batch: np.ndarray) -> list[list[float]]:
-        with model_lock:
-            out = model(torch.from_numpy(batch))
-        return out.detach().cpu().float().numpy().tolist()
-
-    async def predict(request: Request):
-        if not authorised(request):
-            stats["refused"] += 1
-            return error(401, "missing or wrong API key")
-        fault = await faults()
-        if fault == "fail":
-            return error(500, "injected failure")
+    async def predict(self, request):
+        from starlette.concurrency import run_in_threadpool
+        if not self.authorised(request):
+            self.stats["refused"] += 1
+            return _error(401, "missing or wrong API key")
         try:
             body = await request.json()
         except Exception:
-            return error(400, "the body must be JSON: {\"encoding\": ..., \"inputs\": [...]}")
+            return _error(400, "the body must be JSON: {\"encoding\": ..., \"inputs\": [...]}")
         if not isinstance(body, dict) or not isinstance(body.get("inputs"), list):
-            return error(400, "the body must be a JSON object with an 'inputs' list")
-        encoding = body.get("encoding", "tensor")
-        inputs = body["inputs"]
-        if not inputs:
-            return JSONResponse({"scores": []})
-        if len(inputs) > max_batch:
-            return error(413, f"{len(inputs)} inputs in one request; max_batch is {max_batch}")
+            return _error(400, "the body must be a JSON object with an 'inputs' list")
+        if not body["inputs"]:
+            return _json({"scores": []})
+        if len(body["inputs"]) > self.max_batch:
+            return _error(413, f"{len(body['inputs'])} inputs in one request; max_batch is {self.max_batch}")
         try:
-            blobs = [base64.b64decode(s, validate=True) for s in inputs]
-            if encoding == "tensor":
-                if [int(v) for v in body.get("shape", [])] != list(shape):
-                    raise ValueError(f"shape must be {list(shape)}, got {body.get('shape')}")
-                arrs = [decode_tensor(b, shape) for b in blobs]
-            elif encoding == "png":
-                if norm is None:
-                    raise ValueError("this model takes tensor inputs only (no image normalization known)")
-                arrs = [decode_png(b, shape, norm["mean"], norm["std"]) for b in blobs]
-            else:
-                raise ValueError(f"encoding must be 'tensor' or 'png', got {encoding!r}")
-            batch = np.stack(arrs).astype(np.float32, copy=False)
-            if not np.isfinite(batch).all():
-                raise ValueError("inputs contain NaN or infinite values")
+            batch = self.decode(body)
         except (binascii.Error, TypeError, ValueError, OSError) as e:
-            return error(400, f"bad input: {e}")
-        scores = await run_in_threadpool(run_model, batch)
-        stats["requests"] += 1
-        stats["inputs"] += len(scores)
-        if fault == "drop":
-            return _DroppedResponse()
-        return JSONResponse({"scores": scores})
+            return _error(400, f"bad input: {e}")
+        scores = await run_in_threadpool(self.run_model, batch)
+        self.stats["requests"] += 1
+        self.stats["inputs"] += len(scores)
+        return _json({"scores": scores})
 
-    app = Starlette(routes=[Route("/v1/info", get_info, methods=["GET"]),
-                            Route("/v1/predict", predict, methods=["POST"])])
-    app.state.stats = stats
-    app.state.info = info
+    def decode(self, body: dict) -> np.ndarray:
+        """The request's inputs as one float32 batch (N, C, H, W); ValueError says what is wrong."""
+        encoding = body.get("encoding", "tensor")
+        blobs = [base64.b64decode(s, validate=True) for s in body["inputs"]]
+        if encoding == "tensor":
+            if [int(v) for v in body.get("shape", [])] != list(self.shape):
+                raise ValueError(f"shape must be {list(self.shape)}, got {body.get('shape')}")
+            arrs = [decode_tensor(b, self.shape) for b in blobs]
+        elif encoding == "png":
+            if self.norm is None:
+                raise ValueError("this model takes tensor inputs only (no image normalization known)")
+            arrs = [decode_png(b, self.shape, self.norm["mean"], self.norm["std"]) for b in blobs]
+        else:
+            raise ValueError(f"encoding must be 'tensor' or 'png', got {encoding!r}")
+        batch = np.stack(arrs).astype(np.float32, copy=False)
+        if not np.isfinite(batch).all():
+            raise ValueError("inputs contain NaN or infinite values")
+        return batch
+
+    def run_model(self, batch: np.ndarray) -> list[list[float]]:
+        with self.model_lock:
+            out = self.model(torch.from_numpy(batch))
+        return out.detach().cpu().float().numpy().tolist()
+
+
+def create_app(bb: BlackBox, *, api_key: str | None = None, max_batch: int = 64):
+    """A Starlette app serving ``bb``'s raw outputs (logits stay logits). ``app.state.stats`` counts the work."""
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+
+    server = ModelServer(bb, api_key=api_key, max_batch=max_batch)
+    app = Starlette(routes=[Route("/v1/info", server.get_info, methods=["GET"]),
+                            Route("/v1/predict", server.predict, methods=["POST"])])
+    app.state.stats = server.stats
+    app.state.info = server.info
     return app
-
-
-class _DroppedResponse:
-    """Starts a response, sends half a body, then fails: the client sees the connection closed mid-answer."""
-
-    async def __call__(self, scope, receive, send) -> None:
-        await send({"type": "http.response.start", "status": 200,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", b"1000")]})
-        await send({"type": "http.response.body", "body": b"{\"scores\": [", "more_body": True})
-        raise _Drop("injected dropped connection")
 
 
 class ServerThread:
@@ -217,10 +195,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--api-key-env", default=None,
                     help="environment variable holding the API key clients must send (none: open server)")
     ap.add_argument("--max-batch", type=int, default=64)
-    ap.add_argument("--fail-rate", type=float, default=0.0, help="fraction of predict requests answered 500")
-    ap.add_argument("--drop-rate", type=float, default=0.0, help="fraction of answers cut off mid-connection")
-    ap.add_argument("--delay", type=float, default=0.0, help="mean extra seconds before answering")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the fault injection")
     args = ap.parse_args(argv)
     key = None
     if args.api_key_env:
@@ -231,8 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     from . import load_model
     import uvicorn
     bb = load_model(args.model, device=args.device)
-    app = create_app(bb, api_key=key, max_batch=args.max_batch, fail_rate=args.fail_rate,
-                     drop_rate=args.drop_rate, delay=args.delay, seed=args.seed)
+    app = create_app(bb, api_key=key, max_batch=args.max_batch)
     print(f"serving {bb.name} ({bb.device}) on http://{args.host}:{args.port}/v1/info"
           + (" (API key required)" if key else ""), file=sys.stderr)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)

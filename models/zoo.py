@@ -1,21 +1,13 @@
 """Bundled models that load offline: the ImageNet EfficientNet-Lite0 and a tiny CNN for fast tests."""
 from __future__ import annotations
 
-import functools
-
 import torch
 from torch import nn
 
 from .base import BlackBox
 from .images import ImageTransform
+from .labels import imagenet_labels
 from .registry import register_model
-
-
-@functools.lru_cache(maxsize=1)
-def imagenet_labels() -> tuple[str, ...]:
-    """The 1000 ImageNet class names shipped inside torchvision (no download)."""
-    from torchvision.models import ResNet18_Weights
-    return tuple(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
 
 
 def _efficientnet_lite0_module() -> nn.Module:

@@ -1,28 +1,30 @@
 """Engine: run an explainer's stream in a background thread, expose immutable snapshots, cancel, cache.
 
 The UI (or a script) submits a job and polls ``job.snapshot()``; the worker thread publishes each new estimate
-under a lock. Finished results are cached in memory and on disk by sha256(input bytes) + model id + method +
-parameters + seed + target, so the same request again is answered at once. No streamlit import here.
+under a lock. Finished results are cached in memory and on disk by sha256(input bytes) + model id + method + the
+method's ``version`` + parameters + seed + target, so the same request again is answered at once, and a method
+whose maps changed (its version bumped) computes afresh instead of serving old maps from disk. No streamlit
+import here.
 """
 from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from models.base import BlackBox, QueryBudgetExceeded, _cache_dir
+from models.base import BlackBox, QueryBudgetExceeded, cache_root, pick_device
 
-from explainers.registry import get_explainer
+from evaluation.provenance import package_versions
+from explainers.base import check_input
+from explainers.registry import explainer_class, get_explainer
 
 RUNNING, QUEUED, DONE, CANCELLED, ERROR, STOPPED = "running", "queued", "done", "cancelled", "error", "stopped"
 FINISHED = (DONE, CANCELLED, ERROR, STOPPED)
@@ -35,16 +37,6 @@ def sha256_bytes(data: bytes) -> str:
 def tensor_sha(x: torch.Tensor) -> str:
     t = x.detach().to("cpu", torch.float32).contiguous()
     return sha256_bytes(str(tuple(t.shape)).encode() + t.numpy().tobytes())
-
-
-def package_versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "numpy", "scipy", "streamlit", "plotly"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return out
 
 
 @dataclass(frozen=True)
@@ -64,11 +56,13 @@ class JobSnapshot:
     elapsed: float = 0.0
     saliency: np.ndarray | None = None          # (H, W) float32, the latest estimate
     metrics: dict[str, float] = field(default_factory=dict)
-    extras: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict)    # the method's own, as its last estimate gave them
     history: tuple[dict[str, float], ...] = ()  # per estimate: queries, elapsed, rel_change, metrics
     from_cache: bool = False
     error: str | None = None
     first_estimate_s: float | None = None
+    device: str = ""                            # where the map was computed ("" until the job starts)
+    original_elapsed: float | None = None       # a cached result: the wall time of the run that computed it
 
     @property
     def finished(self) -> bool:
@@ -88,7 +82,7 @@ class JobSnapshot:
                 "target": self.target, "queries": self.queries, "budget": self.budget, "status": self.status,
                 "wall_time_s": round(self.elapsed, 4), "from_cache": self.from_cache, "cache_key": self.key,
                 "final_metrics": self.metrics, "versions": package_versions(),
-                "device": str(self.extras.get("device", "")) or None}
+                "device": self.device or None}
 
 
 class Job:
@@ -126,21 +120,21 @@ class Engine:
 
     def __init__(self, cache_dir: str | Path | None = None, max_parallel: int | None = None,
                  disk_cache: bool = True):
-        self.cache_dir = Path(cache_dir) if cache_dir is not None else _cache_dir() / "results"
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else cache_root() / "results"
         self.disk_cache = disk_cache
         self._memory: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
         self._jobs: dict[str, Job] = {}
         self._running: dict[str, Job] = {}
         self._lock = threading.Lock()
-        n = max_parallel or (4 if torch.cuda.is_available() else 2)
+        n = max_parallel or (4 if pick_device().type == "cuda" else 2)
         self._slots = threading.Semaphore(n)
 
     # ------------------------------------------------------------------ keys and cache
     @staticmethod
     def cache_key(input_id: str, model_id: str, method: str, params: dict[str, Any], seed: int,
-                  target: int | None) -> str:
-        blob = json.dumps({"input": input_id, "model": model_id, "method": method, "params": params,
-                           "seed": seed, "target": target}, sort_keys=True, default=str)
+                  target: int | None, version: int = 1) -> str:
+        blob = json.dumps({"input": input_id, "model": model_id, "method": method, "version": version,
+                           "params": params, "seed": seed, "target": target}, sort_keys=True, default=str)
         return sha256_bytes(blob.encode())[:32]
 
     def cached(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -189,7 +183,7 @@ class Engine:
         full_params = dict(explainer.config)
         budget = explainer.query_budget(tuple(x.shape)) + (1 if target is None else 0)
         input_id = input_id or tensor_sha(x)
-        key = self.cache_key(input_id, bb.id, method, full_params, seed, target)
+        key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer_class(method).version)
         base = JobSnapshot(job_id=uuid.uuid4().hex[:12], key=key, model=bb.id, method=method, params=full_params,
                            seed=seed, target=target, status=QUEUED, budget=budget)
         with self._lock:
@@ -204,7 +198,7 @@ class Engine:
                 job._publish(status=DONE, saliency=sal, queries=meta.get("queries", budget), progress=1.0,
                              elapsed=0.0, metrics=meta.get("metrics", {}), target=meta.get("target", target),
                              history=tuple(meta.get("history", ())), from_cache=True,
-                             extras={"original_elapsed": meta.get("elapsed"), "device": meta.get("device")})
+                             device=meta.get("device") or "", original_elapsed=meta.get("elapsed"))
                 job._done.set()
                 return job
             self._running[key] = job
@@ -224,49 +218,64 @@ class Engine:
 
     def _work(self, job: Job, explainer, bb: BlackBox, x: torch.Tensor, target: int | None,
               min_interval: float) -> None:
-        history: list[dict[str, float]] = []
-        prev: torch.Tensor | None = None
         t0 = time.perf_counter()
         status, error = DONE, None
         try:
             with self._slots:
                 t0 = time.perf_counter()
-                job._publish(status=RUNNING, extras={"device": str(bb.device)})
-                for est in explainer.stream(bb, x, target, min_interval=min_interval):
-                    elapsed = time.perf_counter() - t0
-                    sal = est.saliency
-                    # undefined after an all-zero map (e.g. Sobol before its second design): not 1e12
-                    rel = (float((sal - prev).norm() / prev.norm()) if prev is not None and float(prev.norm()) > 0
-                           else float("nan"))
-                    prev = sal
-                    history.append({"queries": est.queries, "elapsed": elapsed, "rel_change": rel, **est.metrics})
-                    snap = job.snapshot()
-                    job._publish(saliency=sal.numpy().astype(np.float32, copy=False), queries=est.queries,
-                                 progress=est.progress, elapsed=elapsed, metrics=dict(est.metrics),
-                                 extras={**est.extras, "device": str(bb.device)}, history=tuple(history),
-                                 target=explainer.target_,
-                                 first_estimate_s=snap.first_estimate_s if snap.first_estimate_s is not None
-                                 else elapsed)
-                    if job.cancelled:
-                        status = CANCELLED
-                        break
+                job._publish(status=RUNNING, device=str(bb.device))
+                status = self._stream(job, explainer, bb, x, target, min_interval, t0)
         except QueryBudgetExceeded as e:
             status, error = STOPPED, f"Stopped at the query budget: {e}. The partial estimate is kept."
         except Exception as e:  # the page shows it; the app keeps running
             status, error = ERROR, f"{type(e).__name__}: {e}"
         finally:
+            self._finish(job, bb, status, error, time.perf_counter() - t0)
+
+    @staticmethod
+    def _top_class(explainer, bb: BlackBox, x: torch.Tensor) -> int:
+        """The class a ``target=None`` job explains: the model's top class, one counted query (in the budget)."""
+        x = check_input(bb, x, explainer.name)
+        return int(bb(x.unsqueeze(0))[0].argmax())
+
+    def _stream(self, job: Job, explainer, bb: BlackBox, x: torch.Tensor, target: int | None,
+                min_interval: float, t0: float) -> str:
+        """Publish every estimate of the method's stream; the final status (done or cancelled)."""
+        extra = 0
+        if target is None:
+            target, extra = self._top_class(explainer, bb, x), 1
+            job._publish(target=target)
+        history: list[dict[str, float]] = []
+        prev: torch.Tensor | None = None
+        for est in explainer.stream(bb, x, target, min_interval=min_interval):
             elapsed = time.perf_counter() - t0
-            job._publish(status=status, error=error, elapsed=elapsed,
-                         queries=max(job.snapshot().queries, bb.queries))
-            snap = job.snapshot()
-            if status == DONE and snap.saliency is not None:
-                self._store(job._snap.key, snap.saliency, {
-                    "queries": snap.queries, "metrics": snap.metrics, "history": list(snap.history),
-                    "elapsed": elapsed, "target": snap.target, "device": str(bb.device),
-                    "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model})
-            with self._lock:
-                self._running.pop(snap.key, None)
-            job._done.set()
+            sal = est.saliency
+            # undefined after an all-zero map (e.g. Sobol before its second design): not 1e12
+            rel = (float((sal - prev).norm() / prev.norm()) if prev is not None and float(prev.norm()) > 0
+                   else float("nan"))
+            prev = sal
+            queries = est.queries + extra
+            history.append({"queries": queries, "elapsed": elapsed, "rel_change": rel, **est.metrics})
+            first = job.snapshot().first_estimate_s
+            job._publish(saliency=sal.numpy().astype(np.float32, copy=False), queries=queries,
+                         progress=est.progress, elapsed=elapsed, metrics=dict(est.metrics), extras=dict(est.extras),
+                         history=tuple(history), target=target,
+                         first_estimate_s=first if first is not None else elapsed)
+            if job.cancelled:
+                return CANCELLED
+        return DONE
+
+    def _finish(self, job: Job, bb: BlackBox, status: str, error: str | None, elapsed: float) -> None:
+        job._publish(status=status, error=error, elapsed=elapsed, queries=max(job.snapshot().queries, bb.queries))
+        snap = job.snapshot()
+        if status == DONE and snap.saliency is not None:
+            self._store(snap.key, snap.saliency, {
+                "queries": snap.queries, "metrics": snap.metrics, "history": list(snap.history),
+                "elapsed": elapsed, "target": snap.target, "device": snap.device,
+                "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model})
+        with self._lock:
+            self._running.pop(snap.key, None)
+        job._done.set()
 
 
 _default: Engine | None = None

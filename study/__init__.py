@@ -4,6 +4,7 @@
     repo = Repository(open_db())            # STUDY_DB_URL or sqlite:///data/study.db (WAL)
 """
 from study.db import default_url, open_db
-from study.repo import Repository, StudyError
+from study.repo import Repository
+from study.spec import StudyError
 
 __all__ = ["default_url", "open_db", "Repository", "StudyError"]

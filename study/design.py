@@ -8,12 +8,11 @@ each pair is shown left/right equally often.
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable
+from typing import Iterable
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from study.repo import StimulusSpec
+from study.spec import StimulusSpec, StudyError
 
 
 def trial_order(trials: list[tuple[int, bool]], seed: int, slot: int) -> list[tuple[int, bool]]:
@@ -46,14 +45,13 @@ def shuffled_map(saliency: np.ndarray, seed: int, grid: int = 7) -> np.ndarray:
 
 
 def compute_stimuli(bb, inputs: Iterable[tuple[str, object]], methods: dict[str, dict], *, engine=None,
-                    seed: int = 0, attention_checks: int = 1, progress=None) -> list["StimulusSpec"]:
+                    seed: int = 0, attention_checks: int = 1, progress=None) -> list[StimulusSpec]:
     """Run every method on every input with the engine and freeze the maps.
 
     inputs: (name, PIL image) pairs; methods: {method name: params}. `attention_checks` shuffled maps are
     added per input. `progress(i, n)` is called after each map.
     """
     from runtime.engine import default_engine
-    from study.repo import StimulusSpec, StudyError
 
     engine = engine or default_engine()
     inputs = list(inputs)

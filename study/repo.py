@@ -12,7 +12,7 @@ import io
 import json
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -21,31 +21,17 @@ from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
+import maps
 from study.design import trial_order
 from study.schema import Participant, Response, Stimulus, Study, Trial, utcnow
+from study.spec import StimulusSpec, StudyError
+
+__all__ = ["Repository", "StimulusSpec", "StudyError", "load_npy", "npy_bytes", "png_bytes"]
 
 _CODE_RE = re.compile(r"^[A-Za-z0-9_-]{8,64}$")
 MAX_COMMENT = 2000
 MAX_TITLE = 200
 JOIN_RETRIES = 20
-
-
-class StudyError(ValueError):
-    """Bad input or an unknown / foreign study code or token (the message is safe to show)."""
-
-
-@dataclass
-class StimulusSpec:
-    """One frozen stimulus to store: the displayed image (uint8 HxWx3 or PNG bytes) and its saliency map."""
-    input_name: str
-    image: Any
-    model: str
-    method: str
-    saliency: np.ndarray
-    params: dict = field(default_factory=dict)
-    seed: int = 0
-    target: int | None = None
-    is_attention_check: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,28 +95,25 @@ def check_code(value: Any, what: str = "study code") -> str:
 
 
 def png_bytes(image: Any) -> bytes:
+    """A stimulus image as PNG bytes: checked, since a stored study must show what was designed."""
     if isinstance(image, (bytes, bytearray)):
         Image.open(io.BytesIO(image)).verify()          # raises on anything that is not an image
         return bytes(image)
     arr = np.asarray(image)
     if arr.dtype != np.uint8 or arr.ndim != 3 or arr.shape[2] != 3:
         raise StudyError(f"Stimulus image must be uint8 (H,W,3), got {arr.dtype} {arr.shape}.")
-    buf = io.BytesIO()
-    Image.fromarray(arr).save(buf, format="PNG")
-    return buf.getvalue()
+    return maps.png_bytes(arr)
 
 
 def npy_bytes(saliency: np.ndarray) -> bytes:
+    """A stimulus map as ``.npy`` bytes: checked, a participant must never be shown a broken map."""
     arr = np.asarray(saliency, dtype=np.float32)
     if arr.ndim != 2 or not np.isfinite(arr).all():
         raise StudyError(f"Saliency map must be a finite (H,W) array, got shape {arr.shape}.")
-    buf = io.BytesIO()
-    np.save(buf, arr, allow_pickle=False)
-    return buf.getvalue()
+    return maps.npy_bytes(arr)
 
 
-def load_npy(data: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(data), allow_pickle=False)
+load_npy = maps.load_npy
 
 
 class Repository:

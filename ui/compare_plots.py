@@ -3,14 +3,14 @@ insertion curves, and the rank-correlation matrix."""
 from __future__ import annotations
 
 import base64
-import io
 import math
 from typing import Collection, Mapping, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
-from PIL import Image
 from plotly.subplots import make_subplots
+
+from maps import normalise as min_max, png_bytes      # `normalise` is the name of a flag here
 
 HOVER_SIDE = 112   # maps are pooled to at most this many cells per side for display and hover (keeps the page light)
 COLS = 3
@@ -24,15 +24,8 @@ def _pool(a: np.ndarray, f: int) -> np.ndarray:
     return a[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
 
 
-def _norm(a: np.ndarray) -> np.ndarray:
-    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
-    return (a - lo) / (hi - lo) if hi > lo else np.zeros_like(a)
-
-
 def _data_uri(rgb: np.ndarray) -> str:
-    buf = io.BytesIO()
-    Image.fromarray(np.asarray(rgb)[..., :3].astype(np.uint8)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+    return "data:image/png;base64," + base64.b64encode(png_bytes(np.asarray(rgb)[..., :3].astype(np.uint8))).decode()
 
 
 def display_maps(maps: Mapping[str, np.ndarray | None], shape: tuple[int, int], normalise: bool,
@@ -45,7 +38,7 @@ def display_maps(maps: Mapping[str, np.ndarray | None], shape: tuple[int, int], 
             out[label] = np.full((shape[0] // f, shape[1] // f), np.nan, dtype=np.float32)
             continue
         p = _pool(np.nan_to_num(np.asarray(m, dtype=np.float32)), f)
-        out[label] = _norm(p) if normalise else p
+        out[label] = min_max(p) if normalise else p
     return out, f
 
 

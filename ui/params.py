@@ -80,7 +80,7 @@ def param_widget(p: Param, default: Any, key: str, container=st) -> Any:
 def param_widgets(explainer: type[Explainer], device=None, key_prefix: str = "", container=st) -> dict[str, Any]:
     """Widgets for every parameter of ``explainer``; defaults from ``Param.default_for(device)``."""
     values: dict[str, Any] = {}
-    for p in explainer.params:
+    for p in explainer.param_specs:
         values[p.name] = param_widget(p, p.default_for(device), widget_key(key_prefix, explainer.name, p.name),
                                       container)
     return values
@@ -88,5 +88,5 @@ def param_widgets(explainer: type[Explainer], device=None, key_prefix: str = "",
 
 def reset_params(explainer: type[Explainer], key_prefix: str = "") -> None:
     """Forget the widgets' values so the next run shows the device defaults again (use as on_click)."""
-    for p in explainer.params:
+    for p in explainer.param_specs:
         st.session_state.pop(widget_key(key_prefix, explainer.name, p.name), None)

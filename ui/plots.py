@@ -1,5 +1,5 @@
-"""Figures: the saliency overlay (Plotly, interactive), convergence and live metric curves, and an overlay PNG
-for downloads drawn with matplotlib colormaps and PIL (no kaleido / browser needed)."""
+"""Figures: the saliency overlay (Plotly, interactive), convergence and live metric curves. The overlay PNG and
+the raw-map downloads come from ``maps`` (the same rendering as the Compare ZIP)."""
 from __future__ import annotations
 
 import base64
@@ -7,31 +7,14 @@ import io
 import math
 from typing import Iterable, Sequence
 
-import matplotlib
 import numpy as np
 import plotly.graph_objects as go
 from PIL import Image
 
-# Names shared by Plotly's colorscales and matplotlib's colormaps, so the PNG matches the screen.
-COLORMAPS = ("jet", "turbo", "viridis", "inferno", "magma", "plasma", "hot")
+from maps import COLORMAPS, resize
+
 HISTORY_AXES = ("queries", "elapsed", "rel_change")
-
-
-def _resize_map(saliency: np.ndarray, shape: tuple[int, int],
-                resample=Image.Resampling.BILINEAR) -> np.ndarray:
-    """Bring a map to the background's pixel grid (maps are usually already the model's input size)."""
-    sal = np.asarray(saliency, dtype=np.float32)
-    if sal.shape == tuple(shape):
-        return sal
-    img = Image.fromarray(sal).resize((shape[1], shape[0]), resample)
-    return np.asarray(img, dtype=np.float32)
-
-
-def normalise(saliency: np.ndarray) -> np.ndarray:
-    """Min-max to [0, 1] (a constant map becomes zeros; NaNs become 0)."""
-    s = np.nan_to_num(np.asarray(saliency, dtype=np.float32))
-    lo, hi = float(s.min()), float(s.max())
-    return (s - lo) / (hi - lo) if hi > lo else np.zeros_like(s)
+__all__ = ["COLORMAPS", "convergence_figure", "heatmap_figure", "jpeg_data_uri", "metric_names", "metrics_figure"]
 
 
 def jpeg_data_uri(rgb: np.ndarray) -> str:
@@ -60,7 +43,7 @@ def heatmap_figure(background: np.ndarray, saliency: np.ndarray | None, *, opaci
         # is sent as 112 x 112 block means, a quarter of the bytes per redraw while it converges
         h, w = bg.shape[:2]
         factor = max(1, math.ceil(max(h, w) / max_cells))
-        sal = _resize_map(saliency, (h // factor, w // factor), Image.Resampling.BOX)
+        sal = resize(saliency, (h // factor, w // factor), "box")
         fig.add_trace(go.Heatmap(z=sal, x0=(factor - 1) / 2, dx=factor, y0=(factor - 1) / 2, dy=factor,
                                  colorscale=colormap, opacity=opacity, zsmooth=False,
                                  colorbar=dict(title="saliency", thickness=12),
@@ -103,30 +86,3 @@ def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, 
     fig.update_layout(title="Method metrics", height=height, margin=dict(l=0, r=0, t=30, b=0),
                       xaxis_title="queries", legend=dict(orientation="h", y=-0.3))
     return fig
-
-
-def overlay_image(background: np.ndarray, saliency: np.ndarray, *, opacity: float = 0.5,
-                  colormap: str = "jet") -> Image.Image:
-    """The overlay as a PIL image (colormapped, min-max normalised map alpha-blended over the background)."""
-    bg = np.asarray(background)
-    if bg.ndim == 2:  # spectrogram: grey levels, low frequencies at the bottom
-        bg = (normalise(bg)[::-1] * 255).astype(np.uint8)
-        bg = np.stack([bg] * 3, axis=-1)
-        saliency = np.asarray(saliency)[::-1]
-    sal = normalise(_resize_map(saliency, bg.shape[:2]))
-    rgb = matplotlib.colormaps[colormap](sal)[..., :3] * 255
-    out = (1 - opacity) * bg[..., :3].astype(np.float32) + opacity * rgb
-    return Image.fromarray(out.clip(0, 255).round().astype(np.uint8))
-
-
-def overlay_png(background: np.ndarray, saliency: np.ndarray, *, opacity: float = 0.5,
-                colormap: str = "jet") -> bytes:
-    buf = io.BytesIO()
-    overlay_image(background, saliency, opacity=opacity, colormap=colormap).save(buf, format="PNG")
-    return buf.getvalue()
-
-
-def npy_bytes(saliency: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    np.save(buf, np.asarray(saliency, dtype=np.float32))
-    return buf.getvalue()

@@ -18,7 +18,8 @@ from models import list_models
 from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure
 from ui.jobs import budget_line, draw_progress, live_view, run_controls
 from ui.params import param_widgets
-from ui.plots import COLORMAPS, convergence_figure, heatmap_figure, metric_names, metrics_figure, npy_bytes
+from maps import COLORMAPS, npy_bytes
+from ui.plots import convergence_figure, heatmap_figure, metric_names, metrics_figure
 from ui.state import get_model
 
 P = "audio."

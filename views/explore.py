@@ -1,7 +1,8 @@
 """Explore: one image, one model, one method; watch the saliency map converge live (issue 3).
 
 Thin page: inputs (ui.inputs), model (ui.model_picker), parameter widgets from the method's declarations
-(ui.params), the job runs in the shared engine's thread (ui.jobs) and is drawn with ui.plots.
+(ui.params), the job runs in the shared engine's thread (ui.jobs) and is drawn with ui.plots
+(figures) and maps (the overlay PNG and raw-map downloads).
 """
 from __future__ import annotations
 
@@ -16,8 +17,8 @@ from ui.inputs import image_input
 from ui.jobs import budget_line, draw_progress, fmt_seconds, live_view, run_controls
 from ui.model_picker import pick_model
 from ui.params import param_widgets, reset_params
-from ui.plots import (COLORMAPS, convergence_figure, heatmap_figure, metric_names, metrics_figure, npy_bytes,
-                      overlay_png)
+from maps import COLORMAPS, npy_bytes, overlay_png
+from ui.plots import convergence_figure, heatmap_figure, metric_names, metrics_figure
 
 P = "explore."          # widget key prefix
 SLOT = "explore"        # job slot in session_state
@@ -95,7 +96,7 @@ with right:
         draw_progress(snap)
         label = labels[snap.target] if snap.target is not None and snap.target < len(labels) else snap.target
         if snap.from_cache:
-            took = snap.extras.get("original_elapsed")
+            took = snap.original_elapsed
             st.success("Served from cache: this exact request was computed before"
                        + (f" (it took {fmt_seconds(took)})." if took else "."))
         if snap.error:

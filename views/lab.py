@@ -1,7 +1,7 @@
 """Convergence lab (issue 4): how fast query-only gradient estimators approach the true gradient.
 
 Thin page. (a) LR (plain, blockwise), GEEX and iGEEX on a real model: cosine with the autograd gradient
-against queries, a min-max band over seeds, computed in a background thread (evaluation.lab.LabRun) and
+against queries, a min-max band over seeds, computed in a background thread (runtime.lab_run.LabRun) and
 drawn live by a fragment. (b) A toy 2-D function with its true gradient and the LR estimate's arrows.
 """
 from __future__ import annotations
@@ -17,23 +17,33 @@ import plotly.graph_objects as go  # noqa: E402
 import streamlit as st  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from evaluation.lab import (EXTENT, LabRun, grid, lr_toy_gradient, mean_cosine, toy_f,  # noqa: E402
+from evaluation.lab import (EXTENT, gradient_methods, grid, lr_toy_gradient, mean_cosine, toy_f,  # noqa: E402
                              toy_grad)
-from explainers.registry import list_explainers  # noqa: E402
+from runtime.lab_run import LabRun  # noqa: E402
 from ui.state import current_device, get_model  # noqa: E402
 
 P = "lab."
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "assets" / "examples").glob("*.png"))
 MODELS = {"tiny_cnn (fast)": "tiny_cnn", "efficientnet_lite0": "efficientnet_lite0"}
-# display name -> registered method and the parameters that make it that variant
-METHODS = {
+# display name -> registered method and the parameters that make it that variant; any other registered method
+# that declares estimates_gradient is offered under its own name
+PRESETS = {
     "LR plain": {"method": "lr"},
     "LR blockwise": {"method": "lr", "block_size": 8},
     "GEEX": {"method": "geex"},
     "iGEEX": {"method": "igeex"},
 }
 COLORS = {"LR plain": "#1f77b4", "LR blockwise": "#2ca02c", "GEEX": "#d62728", "iGEEX": "#9467bd"}
+
+
+def lab_methods() -> dict[str, dict]:
+    """The variants the lab offers: the presets of registered gradient estimators, then the other estimators."""
+    registered = gradient_methods()
+    out = {label: spec for label, spec in PRESETS.items() if spec["method"] in registered}
+    covered = {spec["method"] for spec in out.values()}
+    out.update({name: {"method": name} for name in registered if name not in covered})
+    return out
 
 
 def band_figure(bands: dict, qgrid: np.ndarray, title: str, ytitle: str) -> go.Figure:
@@ -78,7 +88,8 @@ st.caption("Gradient estimators that only query the model (LR, GEEX, iGEEX) agai
 tab_model, tab_toy = st.tabs(["Real model", "Toy 2-D function"])
 
 with tab_model:
-    available = [m for m in METHODS if METHODS[m]["method"] in list_explainers()]
+    offered = lab_methods()
+    available = list(offered)
     c1, c2, c3 = st.columns(3)
     image_name = c1.selectbox("Example image", [p.stem for p in EXAMPLES],
                               index=[p.stem for p in EXAMPLES].index("cat") if (ROOT / "assets/examples/cat.png").exists() else 0,
@@ -101,7 +112,7 @@ with tab_model:
             bb = get_model(MODELS[model_label], str(current_device())).view(score_mode=score_mode)
             x = bb.preprocess(Image.open(ROOT / "assets" / "examples" / f"{image_name}.png").convert("RGB"))
             target = int(bb(x.unsqueeze(0))[0].argmax())
-            spec = {m: {**METHODS[m], "sigma": sigma} for m in methods}
+            spec = {m: {**offered[m], "sigma": sigma} for m in methods}
             run = st.session_state[f"{P}run"] = LabRun(bb, x, target, spec, list(range(n_seeds)), budget)
             st.session_state[f"{P}target"] = f"{bb.labels[target]} ({target})"
         except Exception as e:

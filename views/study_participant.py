@@ -12,7 +12,7 @@ import streamlit as st
 from PIL import Image
 
 from study import StudyError
-from ui.plots import overlay_image
+from maps import overlay_image
 from ui.study import study_repo
 
 P = "study_participant."

@@ -42,7 +42,7 @@ def test_sobol_finds_the_sound_events(clips):
 
 def _energy_map(x):
     from explainers.dax import audio_energy
-    from explainers.masks import normalise
+    from maps import normalise
     return normalise(audio_energy(x)).numpy()
 
 

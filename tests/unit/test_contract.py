@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from explainers import explainer_class, get_explainer, list_explainers
+from explainers import Readout, explainer_class, get_explainer, list_explainers
 from models import BlackBox, load_model
 
 # Small but meaningful budgets; methods not listed get their defaults shrunk within their declared ranges.
@@ -34,11 +34,11 @@ VARIANTS = [
 def tiny_params(name: str) -> dict:
     """TINY's entries (those the method still declares) over its CPU defaults shrunk within their ranges."""
     cls = explainer_class(name)
-    declared = {p.name for p in cls.params}
+    declared = {p.name for p in cls.param_specs}
     if name in TINY and set(TINY[name]) <= declared:
         return dict(TINY[name])
     out = {}
-    for p in cls.params:
+    for p in cls.param_specs:
         v = p.default_for("cpu")
         if p.kind == "int" and not isinstance(v, bool) and v > 8:
             v = max(int(p.low) if p.low is not None else 1, 8)
@@ -127,8 +127,49 @@ def test_declared_params_are_valid():
     for name in list_explainers():
         cls = explainer_class(name)
         assert cls.title and cls.paper, f"{name} must say what it is and cite its paper"
-        for p in cls.params:
+        for p in cls.param_specs:
             for dev in ("cpu", "cuda"):
                 p.validate(p.default_for(dev), name)   # every default lies in its own range
         cls(seed=0, **cls.defaults("cpu"))
         cls(seed=0, **cls.defaults("cuda"))
+
+
+@pytest.mark.parametrize("name", list_explainers())
+def test_readout_is_a_readout_and_gradients_have_the_input_shape(name, tiny_mod, x32):
+    """Every step's readout returns a Readout; a method that declares estimates_gradient fills
+    Readout.gradient with a map of the input's shape ((1, H, W) when one noise map is shared by the channels),
+    and Estimate.gradient carries it."""
+    cls = explainer_class(name)
+    if "image" not in cls.modalities:
+        pytest.skip(f"{name} does not take images")
+    bb = (tiny_mod if cls.white_box else callable_box(tiny_mod)).view()
+    e = get_explainer(name, seed=7, **tiny_params(name))
+    steps = list(e._iterate(bb, e._check_input(bb, x32), 3))
+    assert steps
+    for step in steps[:2] + steps[-1:]:
+        out = step.readout()
+        assert isinstance(out, Readout), f"{name}: readout returned {type(out).__name__}"
+        assert out.saliency.shape[-2:] == x32.shape[-2:]
+        assert isinstance(out.metrics, dict) and isinstance(out.extras, dict)
+        assert "gradient" not in out.extras, f"{name}: the gradient goes into Readout.gradient"
+        if cls.estimates_gradient:
+            assert out.gradient is not None, f"{name} declares estimates_gradient but gives no gradient"
+            assert out.gradient.shape[-2:] == x32.shape[-2:] and out.gradient.shape[0] in (1, x32.shape[0])
+            assert torch.isfinite(out.gradient).all()
+    last = list(get_explainer(name, seed=7, **tiny_params(name)).stream(bb, x32, 3, min_interval=0))[-1]
+    if cls.estimates_gradient:
+        assert last.gradient is not None and last.gradient.device.type == "cpu"
+        assert last.gradient.shape[0] in (1, x32.shape[0]) and last.gradient.shape[1:] == x32.shape[1:]
+
+
+def test_declared_capabilities():
+    """estimates_gradient is what the lab reads instead of method names; budget_param names a real parameter."""
+    estimators = {n for n in list_explainers() if explainer_class(n).estimates_gradient}
+    assert {"lr", "geex", "igeex"} <= estimators
+    assert not any(explainer_class(n).white_box for n in estimators)
+    for name in list_explainers():
+        cls = explainer_class(name)
+        assert not hasattr(cls, "params") and not hasattr(cls, "progressive"), f"{name}: old attribute names"
+        if cls.budget_param is not None:
+            param, per_unit = cls.budget_param
+            assert param in {p.name for p in cls.param_specs} and per_unit >= 1

@@ -78,6 +78,31 @@ def test_cache_hit_in_memory_and_on_disk(tmp_path):
     assert not fresh.run(slow_box(0.0), X, "occlusion", dict(patch=3, stride=1), target=0, seed=3).from_cache
 
 
+def test_a_new_method_version_misses_the_cache(tmp_path, monkeypatch):
+    """A method whose maps changed bumps its ``version``: the maps computed before are not served from disk."""
+    from explainers import explainer_class
+
+    eng = Engine(cache_dir=tmp_path / "cache")
+    first = eng.run(slow_box(0.0), X, "occlusion", OCC, target=0)
+    assert not first.from_cache and eng.run(slow_box(0.0), X, "occlusion", OCC, target=0).from_cache
+    cls = explainer_class("occlusion")
+    monkeypatch.setattr(cls, "version", cls.version + 1)
+    bumped = Engine(cache_dir=tmp_path / "cache").run(slow_box(0.0), X, "occlusion", OCC, target=0)
+    assert not bumped.from_cache and bumped.key != first.key and bumped.queries == 50
+
+
+def test_top_class_target_is_resolved_and_counted(eng):
+    """``target=None``: the engine asks the model for its top class (one query, in the budget) and says which."""
+    box = BlackBox(lambda b: torch.stack([b.mean(dim=(1, 2, 3)), 2 + b.mean(dim=(1, 2, 3))], 1),
+                   labels=["a", "b"], input_shape=(1, 8, 8), name="two-class")
+    snap = eng.run(box, X, "occlusion", OCC, target=None)
+    assert snap.status == "done" and snap.target == 1
+    assert snap.budget == 51 and snap.queries == 51 and snap.history[-1]["queries"] == 51
+    assert snap.device == "cpu" and "device" not in snap.extras and snap.record()["device"] == "cpu"
+    again = eng.run(box, X, "occlusion", OCC, target=None)
+    assert again.from_cache and again.target == 1 and again.original_elapsed == pytest.approx(snap.elapsed)
+
+
 def test_model_error_becomes_status_error(eng):
     snap = eng.run(slow_box(0.0, fail_after=2), X, "occlusion", OCC, target=0, min_interval=0)
     assert snap.status == "error" and "model server went away" in snap.error and "RuntimeError" in snap.error

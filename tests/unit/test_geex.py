@@ -34,7 +34,7 @@ def test_geex_reaches_cosine_090_with_the_true_gradient_in_20000_queries():
     bb = box()
     est = list(get_explainer("geex", seed=0, n_masks=10_000, sigma=0.05).stream(bb, X, 0))[-1]
     assert est.queries == bb.queries == 20_000
-    c = cosine(est.extras["gradient"], true_gradient(X))
+    c = cosine(est.gradient, true_gradient(X))
     print(f"GEEX cosine with the true gradient, 20,000 queries: {c:.4f}")
     assert c >= 0.9
 
@@ -42,7 +42,7 @@ def test_geex_reaches_cosine_090_with_the_true_gradient_in_20000_queries():
 def test_geex_scale_is_exact():
     """The reference code's 1/(4 sigma) scaling error would make this ratio far from 1."""
     est = get_explainer("geex", seed=1, n_masks=10_000, sigma=0.05)
-    g = list(est.stream(box(), X, 0))[-1].extras["gradient"]
+    g = list(est.stream(box(), X, 0))[-1].gradient
     t = true_gradient(X)
     assert 0.9 < float((g * t).sum() / (t * t).sum()) < 1.1
 
@@ -75,9 +75,9 @@ def test_smoothed_noise_keeps_unit_variance_and_shared_noise_estimates_the_chann
     w = torch.randn(3, 4, 4, generator=G)
     bb = BlackBox(lambda b: (b * w).sum(dim=(1, 2, 3))[:, None], labels=["y"], input_shape=(3, 4, 4))
     g = list(get_explainer("geex", seed=0, n_masks=3000, sigma=0.1).stream(bb, torch.zeros(3, 4, 4), 0))[-1]
-    assert g.extras["gradient"].shape == (1, 4, 4)
-    assert cosine(g.extras["gradient"][0], w.sum(0)) > 0.97
+    assert g.gradient.shape == (1, 4, 4)
+    assert cosine(g.gradient[0], w.sum(0)) > 0.97
     gi = list(get_explainer("geex", seed=0, n_masks=3000, sigma=0.1, channel_noise="independent")
               .stream(bb, torch.zeros(3, 4, 4), 0))[-1]
-    assert gi.extras["gradient"].shape == (3, 4, 4)
-    assert cosine(gi.extras["gradient"], w) > 0.97
+    assert gi.gradient.shape == (3, 4, 4)
+    assert cosine(gi.gradient, w) > 0.97

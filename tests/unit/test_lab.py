@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import explainers  # noqa: F401  (registers the methods)
-from evaluation.lab import (LabRun, cosine_curves, step_band, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
+from runtime.lab_run import LabRun
+from evaluation.lab import (cosine_curves, step_band, grid, lr_toy_gradient, mean_cosine, toy_f, toy_grad,
                              with_budget)
 from evaluation.fidelity import true_gradient
 from evaluation.metrics import gradient_fidelity

@@ -42,7 +42,7 @@ def test_lr_matches_the_gradient_of_a_smooth_64_dim_function():
     e = get_explainer("lr", seed=0, n_samples=3999, sigma=0.05)   # + f(x) = 4,000 queries
     est = list(e.stream(bb, x, 0, min_interval=0))
     assert bb.queries == 4000
-    ghat = est[-1].extras["gradient"]
+    ghat = est[-1].gradient
     c = cos(ghat, g)
     print(f"LR, smooth 64-dim function, 4000 queries: cosine {c:.3f}")
     assert c >= 0.9
@@ -50,7 +50,7 @@ def test_lr_matches_the_gradient_of_a_smooth_64_dim_function():
     scale = float((ghat * g).sum() / (g * g).sum())
     assert 0.9 < scale < 1.1, scale
     # the running mean improves along the stream
-    first = cos(est[0].extras["gradient"], g)
+    first = cos(est[0].gradient, g)
     assert first < c
     # readouts
     assert torch.allclose(est[-1].saliency, ghat.abs().amax(0))
@@ -65,7 +65,7 @@ def test_coarse_noise_estimates_the_cell_mean_gradient():
     cell_mean = F.avg_pool2d(g.unsqueeze(0), 2)[0].repeat_interleave(2, 1).repeat_interleave(2, 2)
     est = list(get_explainer("lr", seed=0, n_samples=2000, sigma=0.05, noise_resolution=4)
                .stream(bb, x, 0, min_interval=0))[-1]
-    ghat = est.extras["gradient"]
+    ghat = est.gradient
     assert cos(ghat, cell_mean) > 0.97
     scale = float((ghat * cell_mean).sum() / (cell_mean * cell_mean).sum())
     assert 0.9 < scale < 1.1, scale
@@ -83,7 +83,7 @@ def test_blockwise_beats_plain_on_the_tiny_cnn_at_equal_budget(cat_image):
         v = bb.view()
         est = list(get_explainer("lr", seed=0, n_samples=3999, **kw).stream(v, x, target, min_interval=0))[-1]
         assert v.queries == 4000
-        out[label] = cos(est.extras["gradient"], g)
+        out[label] = cos(est.gradient, g)
     print("LR on tiny_cnn, 4000 queries, cosine with the true gradient:",
           ", ".join(f"{k} {v:.3f}" for k, v in out.items()))
     assert out["blockwise 8 px"] > out["plain"] + 0.05
@@ -105,7 +105,7 @@ def test_blockwise_perturbs_one_block_per_query():
     assert (touched == 1).all()
     # a linear function: 16 orthogonal draws per 16-pixel block span it, so they beat 16 iid draws by far (the
     # chi-distributed lengths that keep every draw exactly Gaussian are what is left of the error)
-    c_ortho = cos(ghat.extras["gradient"], torch.ones(1, 8, 8))
+    c_ortho = cos(ghat.gradient, torch.ones(1, 8, 8))
     iid = get_explainer("lr", n_samples=128, block_size=4, sigma=0.1, orthogonal=False)
-    c_iid = cos(list(iid.stream(bb, x, 0, min_interval=0))[-1].extras["gradient"], torch.ones(1, 8, 8))
+    c_iid = cos(list(iid.stream(bb, x, 0, min_interval=0))[-1].gradient, torch.ones(1, 8, 8))
     assert c_ortho > 0.85 and c_ortho > c_iid + 0.1, (c_ortho, c_iid)

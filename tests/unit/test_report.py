@@ -1,4 +1,4 @@
-"""The comparison table and ZIP export (explainers/report.py) on an analytic black box: no streamlit, no model."""
+"""The comparison table and ZIP export (evaluation/report.py, runtime/compare.py) on an analytic black box: no streamlit, no model."""
 import io
 import json
 import zipfile
@@ -10,7 +10,9 @@ import torch
 from runtime.engine import Engine
 from evaluation.metrics import STEPS, box_mask
 from evaluation.report import (CONTROL_LABELS, CONTROLS, TABLE_COLUMNS, Comparison, add_controls, check_zip,
-                                compare, control_map, export_zip, slug, unique_labels)
+                               control_map, export_zip, slug, unique_labels)
+from maps import overlay_png
+from runtime.compare import compare
 from models import BlackBox
 from tests.analytic import region_box
 
@@ -121,6 +123,8 @@ def test_zip_holds_what_its_manifest_lists(comparison):
     with zipfile.ZipFile(io.BytesIO(data)) as z:
         report = json.loads(z.read("report.json"))
         np.testing.assert_array_equal(np.load(io.BytesIO(z.read("maps/rise.npy"))), comparison.runs[2].saliency)
+        # one rendering: the ZIP's overlay is the Explore download's (maps.overlay_png, jet, opacity 0.5)
+        assert z.read("overlays/rise.png") == overlay_png(comparison.background, comparison.runs[2].saliency)
         curves = z.read("curves.csv").decode().splitlines()
         metrics_csv = z.read("metrics.csv").decode().splitlines()
         corr_csv = z.read("rank_correlation.csv").decode().splitlines()

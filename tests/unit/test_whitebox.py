@@ -16,7 +16,7 @@ def test_gradient_equals_autograd(tiny):
     est = list(get_explainer("gradient").stream(tiny, x, 4))[-1]
     xv = x.clone().requires_grad_(True)
     tiny.module(xv.unsqueeze(0))[0, 4].backward()
-    torch.testing.assert_close(est.extras["gradient"], xv.grad)
+    torch.testing.assert_close(est.gradient, xv.grad)
     torch.testing.assert_close(est.saliency, xv.grad.abs().amax(0))
 
 
