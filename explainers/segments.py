@@ -12,6 +12,8 @@ import math
 import numpy as np
 import torch
 
+from maps import normalise
+
 SEGMENTATIONS = ("slic", "quickshift", "grid")
 
 
@@ -21,7 +23,7 @@ def _display(x: torch.Tensor) -> np.ndarray:
     if t.shape[0] == 1:
         t = t.expand(3, *t.shape[1:])
     t = t[:3]
-    t = (t - t.min()) / (t.max() - t.min() + 1e-12)
+    t = normalise(t)
     return t.permute(1, 2, 0).numpy().astype(np.float64)
 
 

@@ -17,6 +17,8 @@ from typing import Any, Callable, Sequence, TypeVar
 import numpy as np
 import torch
 
+from maps import normalise
+
 SCORE_MODES = ("prob", "logit", "logprob")
 OUTPUT_KINDS = ("logits", "probs", "scores")
 _Box = TypeVar("_Box", bound="BlackBox")
@@ -282,7 +284,7 @@ class BlackBox:
         if self._to_display is not None:
             return self._to_display(x)
         t = x.detach().float().cpu()
-        t = (t - t.min()) / (t.max() - t.min() + 1e-12)
+        t = normalise(t)
         if t.shape[0] == 1:
             t = t.expand(3, *t.shape[1:])
         return (t[:3].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

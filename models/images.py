@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from maps import normalise
+
 MAX_SIDE = 2048  # larger images are downscaled on load (the models see 224 px anyway)
 MAX_FILE_BYTES = 50 * 1024 * 1024
 
@@ -61,8 +63,7 @@ def decode_image(data: bytes | str | Path, max_side: int = MAX_SIDE) -> DecodedI
     mode = img.mode
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(arr)
+        arr = normalise(arr) * 255
         img = Image.fromarray(arr.round().astype(np.uint8))
         notes.append(f"{mode} high-bit-depth image rescaled to 8 bits.")
     if img.mode in ("RGBA", "LA") or (img.mode == "P" and "transparency" in img.info):
