@@ -92,11 +92,16 @@ def main(argv=None) -> None:
     print(f"{len(data)} scenes, {sum('+' in s.name for s in data)} with a distractor; "
           f"boxes cover {mean_box:.2f} of the image on average; {bb.name} on {bb.device}")
     specs = args.methods if args.methods is not None else list_explainers("image", white_box=False)
-    rows = [run_method(bb, spec, data, args.seed) for spec in specs] + control_rows(data, args.seed)
     print("\n| method | setting | queries | s / image | pointing | energy in box (± sd) |\n|---|---|---:|---:|---:|---:|")
-    for r in rows:
-        print(f"| {r['method']} | {r['setting']} | {r['queries']:,} | {r['s_per_image']:.1f} | "
-              f"{r['hits']}/{len(data)} | {r['energy']:.2f} ± {r['spread']:.2f} |")
+    for r in (run_method(bb, spec, data, args.seed) for spec in specs):
+        print_row(r, len(data))
+    for r in control_rows(data, args.seed):
+        print_row(r, len(data))
+
+
+def print_row(r: dict, n: int) -> None:
+    print(f"| {r['method']} | {r['setting']} | {r['queries']:,} | {r['s_per_image']:.1f} | "
+          f"{r['hits']}/{n} | {r['energy']:.2f} ± {r['spread']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

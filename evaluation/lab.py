@@ -120,7 +120,8 @@ def stream_cosines(bb, x: torch.Tensor, target: int, method: str, params: dict, 
                    g_true: torch.Tensor | None = None, should_stop: Callable[[], bool] | None = None):
     """Yield (queries, cosine, completeness_gap or None) for every estimate of one run (min_interval=0)."""
     g_true = true_gradient(bb, x, target) if g_true is None else g_true
-    ex = get_explainer(method, seed=seed, **params)
+    # the method's gradient_options first (LR's defaults estimate a presence gradient), then the preset's
+    ex = get_explainer(method, seed=seed, **{**explainer_class(method).gradient_options, **params})
     if not ex.estimates_gradient:
         raise ValueError(f"{method} gives no gradient estimate (estimates_gradient is false); the lab needs one")
     for est in ex.stream(bb.view(), x, target, min_interval=0.0):

@@ -156,4 +156,4 @@ def control_maps(scene: Scene, seed: int = 0) -> dict[str, np.ndarray]:
     """The model-free controls of the benchmark for one scene."""
     shape = scene.image.shape[:2]
     return {"centre Gaussian": control_map("centre", shape), "random 7x7 blocks": control_map("blocks", shape, seed),
-            "edges |x - blur(x)|": edge_map(scene.image)}
+            "edges, abs(x - blur(x))": edge_map(scene.image)}

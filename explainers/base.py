@@ -118,6 +118,9 @@ class Explainer:
     # a query-only estimate of the input gradient in every Readout.gradient (what the convergence lab compares
     # with autograd); the white-box references give the exact gradient and do not declare it
     estimates_gradient: ClassVar[bool] = False
+    # parameters under which Readout.gradient is the input gradient, where the defaults estimate something
+    # else (LR's default contrast noise gives a presence gradient): what the lab and the contract test add
+    gradient_options: ClassVar[dict[str, Any]] = {}
     # (parameter, queries per unit): the one parameter that scales the query budget, if there is one
     budget_param: ClassVar[tuple[str, int] | None] = None
     version: ClassVar[int] = 1              # bump when the maps a method gives change: part of the cache key

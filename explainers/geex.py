@@ -22,6 +22,7 @@ import torch
 
 from .base import Explainer, Param, Readout, Step
 from .estimators import ScoreFunctionEstimator, central_difference
+from .grid import BlockLayout
 from .masks import gaussian_blur, gaussian_kernel1d
 from .registry import register_explainer
 
@@ -36,30 +37,44 @@ class _NoiseEstimator(Explainer):
     common_specs = (
         Param("n_masks", "int", 5000, 1, 100_000, log=True, cpu_default=1000,
               help="Noise masks n*; each is queried mirrored (+/-), so queries = 2 x n_masks."),
-        Param("sigma", "float", 0.3, 0.001, 3.0, log=True,
-              help="Noise standard deviation in the model's input space (the reference demo uses 0.3)."),
+        Param("sigma", "float", 0.7, 0.001, 3.0, log=True,
+              help="Noise scale. contrast: relative change of a cell's content per unit of noise; additive: "
+                   "noise std in the model's input units (the reference demo uses 0.3)."),
+        Param("perturbation", "choice", "contrast", choices=("contrast", "additive"),
+              help="contrast: each cell's content scaled by (1 + sigma z), the gradient with respect to its "
+                   "presence (what the map shows); additive: x + sigma z, the input gradient itself."),
+        Param("noise_resolution", "int", 10, 0, 512, unit="cells",
+              help="Draw the noise on a coarse r x r grid and upsample it (0 = full resolution, as in the paper): "
+                   "fewer dimensions, less variance, a cell-level map."),
+        Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
+              help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
         Param("smooth_sigma", "float", 0.0, 0.0, 20.0, step=0.1, unit="px",
-              help="Gaussian smoothing of the noise (0 = off; the reference demo uses 0.7): less variance, a "
-                   "spatially smoothed gradient."),
+              help="Gaussian smoothing of the noise on its grid (0 = off; the reference demo uses 0.7 at full "
+                   "resolution): less variance, a spatially smoothed gradient."),
         Param("channel_noise", "choice", "shared", choices=("shared", "independent"),
               help="One noise map for all colour channels (as in the paper), or one per channel (full gradient)."),
     )
+    # the settings under which Readout.gradient is the input gradient (the paper's GEEX; the convergence lab)
+    gradient_options = {"perturbation": "additive", "noise_resolution": 0, "sigma": 0.3}
 
-    def _noise(self, k: int, shape, gen: torch.Generator) -> torch.Tensor:
-        c, h, w = shape
-        nc = 1 if self.channel_noise == "shared" else c
-        eps = torch.randn(k, nc, h, w, generator=gen, device=gen.device)
+    def _layout(self, x: torch.Tensor) -> BlockLayout:
+        return BlockLayout.of(x, 0, self.noise_resolution, self.channel_noise == "shared",
+                              self.upsampling == "bilinear")
+
+    def _noise(self, k: int, lay: BlockLayout, gen: torch.Generator) -> torch.Tensor:
+        eps = torch.randn(k, lay.nc, lay.gh, lay.gw, generator=gen, device=gen.device)
         if self.smooth_sigma > 0:
             k1 = gaussian_kernel1d(self.smooth_sigma, device=eps.device)
             eps = gaussian_blur(eps, self.smooth_sigma) / (k1 ** 2).sum()   # unit-L2 kernel: variance kept
         return eps
 
-    def _pairs(self, bb, x, target, point) -> Iterator[tuple[int, ScoreFunctionEstimator]]:
-        """Yield (pairs so far, the running estimator); ``point(k, gen)`` gives the k path points."""
+    def _pairs(self, bb, x, target, point, direction) -> Iterator[tuple[int, ScoreFunctionEstimator]]:
+        """Yield (pairs so far, the running estimator); ``point(k, gen)`` gives the k path points (k, C, H, W);
+        contrast noise is scaled by ``direction(points)`` (what "presence" means at those points)."""
         gen = self.generator(x.device)
         total = self.n_masks
-        shape = (1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:])
-        est = ScoreFunctionEstimator(self.sigma, shape[0] * shape[1] * shape[2], device=x.device)
+        lay = self._layout(x)
+        est = ScoreFunctionEstimator(self.sigma, lay.dim, device=x.device)
         draws_per_call = self.per_call(bb, x, per_item=2 * PAIRS_PER_DRAW, small_queries=0, large_batches=0)
         done = 0
         while done < total:
@@ -68,19 +83,22 @@ class _NoiseEstimator(Explainer):
                 k = min(PAIRS_PER_DRAW, total - done - sum(e.shape[0] for e in eps_parts))
                 if k <= 0:
                     break
-                eps_parts.append(self._noise(k, x.shape, gen))
+                eps_parts.append(self._noise(k, lay, gen))
                 centre_parts.append(point(k, gen))                      # (k, C, H, W)
             eps, centre = torch.cat(eps_parts), torch.cat(centre_parts)
             k = eps.shape[0]
-            dz = self.sigma * eps
+            dz = self.sigma * lay.upsample(eps)
+            if self.perturbation == "contrast":
+                dz = dz * direction(centre)
             y = bb(torch.cat([centre + dz, centre - dz]))[:, target]
             est.add(eps.reshape(k, -1), central_difference(y[:k], y[k:]))
             done += k
             yield done, est
 
     def _gradient(self, est: ScoreFunctionEstimator, x: torch.Tensor) -> torch.Tensor:
-        """(C, H, W), or (1, H, W) with channel-shared noise (the gradient summed over the channels)."""
-        return est.gradient().view(1 if self.channel_noise == "shared" else x.shape[0], *x.shape[1:])
+        """(C, H, W), or (1, H, W) with channel-shared noise (the gradient summed over the channels); a coarse
+        grid's cell gradient is shown per pixel. Under contrast noise: the presence gradient."""
+        return self._layout(x).to_image(est.gradient())
 
 
 @register_explainer
@@ -89,6 +107,7 @@ class GEEX(_NoiseEstimator):
     title = "GEEX gradient estimate"
     paper = "Cai and Wunder, ICML 2024 (arXiv 2308.09381)"
     param_specs = _NoiseEstimator.common_specs
+    version = 2     # contrast noise on a shared 10 x 10 grid by default
 
     def query_budget(self, input_shape) -> int:
         return 2 * self.n_masks
@@ -96,7 +115,10 @@ class GEEX(_NoiseEstimator):
     def _iterate(self, bb, x, target):
         def readout() -> Readout:
             g = self._gradient(est, x)
+            if self.perturbation == "contrast":   # the cells whose content raises the score
+                return Readout(g.sum(0).clamp_min(0))
             return Readout(g.abs().amax(0), gradient=g)
 
-        for done, est in self._pairs(bb, x, target, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape)):
+        for done, est in self._pairs(bb, x, target, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape),
+                                     direction=lambda points: points):
             yield Step(queries=2 * done, progress=done / self.n_masks, readout=readout)

@@ -29,6 +29,8 @@ class IGEEX(_NoiseEstimator):
                    "model's input space."),
     )
 
+    version = 2     # contrast noise along x - x0 on a shared 10 x 10 grid by default
+
     def query_budget(self, input_shape) -> int:
         return 2 * self.n_masks + 2
 
@@ -40,15 +42,18 @@ class IGEEX(_NoiseEstimator):
 
         def readout() -> Readout:
             g = self._gradient(est, x)
-            attribution = g * diff                            # (C, H, W); shared noise broadcasts over channels
+            # additive noise estimates the gradient, to be multiplied by x - x0; contrast noise along x - x0
+            # estimates gradient x (x - x0) per cell directly (its cells sum to the same integral)
+            attribution = g * diff if self.perturbation == "additive" else g   # shared noise broadcasts
             total = float(attribution.sum())
             gap = abs(total - delta) / (abs(delta) + 1e-12)
-            return Readout(attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total}, gradient=g,
+            return Readout(attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total},
+                           gradient=g if self.perturbation == "additive" else None,
                            extras={"attribution": attribution.detach().cpu(), "f_delta": delta})
 
         def point(k, gen):
             alpha = torch.rand(k, 1, 1, 1, generator=gen, device=x.device)
             return x0.unsqueeze(0) + alpha * diff.unsqueeze(0)
 
-        for done, est in self._pairs(bb, x, target, point):
+        for done, est in self._pairs(bb, x, target, point, direction=lambda points: diff):
             yield Step(queries=2 + 2 * done, progress=done / self.n_masks, readout=readout)

@@ -29,85 +29,15 @@ cell's pixel count: each pixel shows its cell's mean gradient, in the units of t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 
 from .base import Explainer, Param, Readout, Step
+from .grid import BlockLayout
 from .estimators import ScoreFunctionEstimator, central_difference, control_variate
 from .registry import register_explainer
 
 FRAME_VALUES = 8_000_000     # noise values drawn at once (32 MB in float32)
 QR_FLOPS = 100_000_000       # cap on one frame's QR work (K * D * G^2)
-
-
-def _nearest_index(n_out: int, n_in: int, device) -> torch.Tensor:
-    """Source cell of each output pixel for nearest upsampling n_in -> n_out (integer arithmetic, exact)."""
-    return (torch.arange(n_out, device=device) * n_in) // n_out
-
-
-@dataclass
-class BlockLayout:
-    """Where the noise lives: a gh x gw noise grid over the C x H x W input, cut into nbh x nbw blocks of
-    bh x bw cells (edge blocks padded and cropped). A draw is the noise of one block: C * bh * bw values."""
-    c: int
-    h: int
-    w: int
-    gh: int
-    gw: int
-    bh: int
-    bw: int
-    ri: torch.Tensor        # (H,) grid row of each pixel row
-    ci: torch.Tensor        # (W,) grid column of each pixel column
-    area: torch.Tensor      # (gh, gw) pixels per grid cell
-
-    @classmethod
-    def of(cls, x: torch.Tensor, block_size: int, noise_resolution: int) -> "BlockLayout":
-        c, h, w = x.shape
-        dev, r = x.device, noise_resolution
-        gh, gw = (min(r, h), min(r, w)) if r > 0 else (h, w)
-        ri, ci = _nearest_index(h, gh, dev), _nearest_index(w, gw, dev)
-        area = torch.bincount(ri, minlength=gh).float()[:, None] * torch.bincount(ci, minlength=gw).float()[None, :]
-        if block_size > 0:   # block side in grid cells
-            bh, bw = max(1, round(block_size * gh / h)), max(1, round(block_size * gw / w))
-            bh, bw = min(bh, gh), min(bw, gw)
-        else:
-            bh, bw = gh, gw
-        return cls(c, h, w, gh, gw, bh, bw, ri, ci, area)
-
-    @property
-    def nbh(self) -> int:
-        return -(-self.gh // self.bh)
-
-    @property
-    def nbw(self) -> int:
-        return -(-self.gw // self.bw)
-
-    @property
-    def n_blocks(self) -> int:
-        return self.nbh * self.nbw
-
-    @property
-    def dim(self) -> int:
-        return self.c * self.bh * self.bw
-
-    @property
-    def coarse(self) -> bool:
-        return (self.gh, self.gw) != (self.h, self.w)
-
-    @property
-    def padded(self) -> bool:
-        """Full-resolution blocks: perturbed inputs are built padded to whole blocks, then cropped."""
-        return self.n_blocks > 1 and not self.coarse
-
-    def to_image(self, gb: torch.Tensor) -> torch.Tensor:
-        """(n_blocks, dim) per-block gradients -> (C, H, W); a grid cell's gradient (the sum of its pixels'
-        gradients) is shown as the per-pixel mean."""
-        g = gb.view(self.nbh, self.nbw, self.c, self.bh, self.bw).permute(2, 0, 3, 1, 4)
-        g = g.reshape(self.c, self.nbh * self.bh, self.nbw * self.bw)[:, :self.gh, :self.gw]
-        if self.coarse:
-            g = (g / self.area)[:, self.ri][:, :, self.ci]
-        return g
 
 
 class BlockNoise:
@@ -152,12 +82,13 @@ class BlockNoise:
 
 
 class BlockPerturbation:
-    """The perturbation: x + sigma * eps with each draw's noise placed in its block (upsampled from the noise
-    grid when it is coarse)."""
+    """The perturbation: x + sigma * z (additive) or x * (1 + sigma * z) (contrast: each cell's content scaled
+    towards or away from the model's zero, the dataset mean), z being each draw's noise placed in its block and
+    upsampled from the noise grid when it is coarse."""
 
-    def __init__(self, x: torch.Tensor, layout: BlockLayout, sigma: float):
+    def __init__(self, x: torch.Tensor, layout: BlockLayout, sigma: float, contrast: bool = False):
         lay = self.layout = layout
-        self.x, self.sigma = x, sigma
+        self.x, self.sigma, self.contrast = x, sigma, contrast
         hp, wp = lay.nbh * lay.bh, lay.nbw * lay.bw
         self.x_pad = torch.nn.functional.pad(x, (0, wp - lay.w, 0, hp - lay.h)) if lay.padded else x
         self.buf_hw = (hp, wp) if lay.padded else (lay.h, lay.w)
@@ -175,11 +106,10 @@ class BlockPerturbation:
     def perturb(self, out: torch.Tensor, eps: torch.Tensor, blocks: torch.Tensor, scale: float) -> torch.Tensor:
         """Write x + scale * eps (placed in its block) into ``out`` (k, C, H', W'); returns (k, C, H, W)."""
         k, lay, x = eps.shape[0], self.layout, self.x
-        if lay.n_blocks == 1 and not lay.coarse:
-            return torch.add(x, eps.view(k, lay.c, lay.h, lay.w), alpha=scale, out=out)
-        if lay.coarse:
-            z = eps.view(k, lay.c, lay.gh, lay.gw) if lay.n_blocks == 1 else self.place(eps, blocks)
-            return torch.add(x, z[:, :, lay.ri][:, :, :, lay.ci], alpha=scale, out=out)
+        if self.contrast or lay.coarse or lay.nc != lay.c or lay.n_blocks == 1:
+            z = eps.view(k, lay.nc, lay.gh, lay.gw) if lay.n_blocks == 1 else self.place(eps, blocks)
+            z = lay.upsample(z)
+            return torch.add(x, z * x if self.contrast else z, alpha=scale, out=out[:, :, :lay.h, :lay.w])
         out.copy_(self.x_pad.expand_as(out))                         # x everywhere, noise only in the block
         blocked = out.view(k, lay.c, lay.nbh, lay.bh, lay.nbw, lay.bw).permute(0, 2, 4, 1, 3, 5)
         blocked.index_put_((torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw),
@@ -189,11 +119,11 @@ class BlockPerturbation:
     def place(self, eps: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
         """(k, dim) block noise -> (k, C, gh, gw) on the noise grid (zero outside each unit's block)."""
         k, lay = eps.shape[0], self.layout
-        z6 = torch.zeros(k, lay.nbh, lay.nbw, lay.c, lay.bh, lay.bw, device=eps.device)
-        z6[torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw] = eps.view(k, lay.c, lay.bh,
-                                                                                                lay.bw)
+        z6 = torch.zeros(k, lay.nbh, lay.nbw, lay.nc, lay.bh, lay.bw, device=eps.device)
+        z6[torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw] = eps.view(k, lay.nc, lay.bh,
+                                                                                                 lay.bw)
         hp, wp = lay.nbh * lay.bh, lay.nbw * lay.bw
-        return z6.permute(0, 3, 1, 4, 2, 5).reshape(k, lay.c, hp, wp)[:, :, :lay.gh, :lay.gw]
+        return z6.permute(0, 3, 1, 4, 2, 5).reshape(k, lay.nc, hp, wp)[:, :, :lay.gh, :lay.gw]
 
 
 @register_explainer
@@ -207,34 +137,49 @@ class LR(Explainer):
     param_specs = (
         Param("n_samples", "int", 4000, 2, 100_000, log=True, cpu_default=2000, unit="queries",
               help="Perturbed queries (an antithetic pair counts as two). The error falls like 1/sqrt(n)."),
-        Param("sigma", "float", 0.2, 0.001, 2.0, log=True,
-              help="Noise scale in the model's input space: small = local gradient, large = smoothed gradient."),
+        Param("sigma", "float", 0.7, 0.001, 2.0, log=True,
+              help="Noise scale. contrast: relative change of a cell's content per unit of noise (0.7 = +-70 % "
+                   "at one standard deviation); additive: noise std in the model's input units (small = local "
+                   "gradient, large = smoothed gradient)."),
+        Param("perturbation", "choice", "contrast", choices=("contrast", "additive"),
+              help="contrast: x * (1 + sigma z), the gradient with respect to each cell's presence (what the "
+                   "map shows); additive: x + sigma z, the input gradient itself (for gradient studies)."),
         Param("block_size", "int", 0, 0, 512, unit="px",
               help="Blockwise computation: square blocks of this many pixels, one block perturbed per query "
                    "(0 = off: every query perturbs the whole input)."),
-        Param("noise_resolution", "int", 0, 0, 512, unit="cells",
+        Param("noise_resolution", "int", 10, 0, 512, unit="cells",
               help="Draw the noise on a coarse r x r grid and upsample it (0 = full resolution): "
-                   "fewer dimensions, less variance, a cell-averaged gradient."),
+                   "fewer dimensions, less variance, a cell-level map."),
+        Param("channel_noise", "choice", "shared", choices=("shared", "independent"),
+              help="One noise map for all colour channels (fewer dimensions) or one per channel."),
+        Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
+              help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
         Param("antithetic", "bool", True, help="Mirror pairs (z, -z): a central difference, lower variance."),
         Param("control_variate", "bool", True,
               help="Subtract f(x) (one extra query): lowers the variance of unpaired samples."),
         Param("orthogonal", "bool", True,
               help="Blockwise only: orthogonalise each block's draws (exactly Gaussian, lower variance)."),
-        Param("readout", "choice", "abs_max", choices=("abs_max", "grad_x_input"),
-              help="abs_max: |gradient| max over channels; grad_x_input: gradient x input summed over channels."),
+        Param("readout", "choice", "positive", choices=("positive", "abs_max", "grad_x_input"),
+              help="positive: the part of the estimate that raises the score (channel sum); abs_max: |estimate| "
+                   "max over channels; grad_x_input: estimate x input summed over channels (additive only)."),
     )
+    # the settings under which Readout.gradient is the input gradient (the convergence lab's LR)
+    gradient_options = {"perturbation": "additive", "noise_resolution": 0, "channel_noise": "independent",
+                        "readout": "abs_max", "sigma": 0.2}
+    version = 2     # contrast perturbation on a shared 10 x 10 grid by default
 
     def query_budget(self, input_shape) -> int:
         return self.n_samples + (1 if self.control_variate else 0)
 
     def _iterate(self, bb, x, target):
-        lay = BlockLayout.of(x, self.block_size, self.noise_resolution)
+        lay = BlockLayout.of(x, self.block_size, self.noise_resolution, self.channel_noise == "shared",
+                             self.upsampling == "bilinear")
         pair = bool(self.antithetic)
         n_pairs_total = self.n_samples // 2 if pair else 0
         n_units = n_pairs_total + (self.n_samples - 2 * n_pairs_total)  # noise draws (pairs + singles)
         noise = BlockNoise(self.generator(x.device), lay.n_blocks, lay.dim, n_units,
                            self.orthogonal and self.block_size > 0)
-        perturbation = BlockPerturbation(x, lay, float(self.sigma))
+        perturbation = BlockPerturbation(x, lay, float(self.sigma), self.perturbation == "contrast")
         est = ScoreFunctionEstimator(self.sigma, lay.dim, lay.n_blocks, device=x.device)
         queries, b = 0, torch.zeros((), device=x.device)
         if self.control_variate:
@@ -252,9 +197,22 @@ class LR(Explainer):
                     blocks)
             queries += k + n_pairs
             done += k
-            yield Step(queries=queries, progress=done / n_units, readout=lambda: self._readout(lay, est, x))
+            if done >= lay.n_blocks or done == n_units:   # the first map has an estimate in every block
+                yield Step(queries=queries, progress=done / n_units, readout=lambda: self._readout(lay, est, x))
 
     def _readout(self, lay: BlockLayout, est: ScoreFunctionEstimator, x: torch.Tensor) -> Readout:
         g = lay.to_image(est.gradient())
-        sal = g.abs().amax(0) if self.readout == "abs_max" else (g * x).sum(0)
-        return Readout(sal, {"draws_per_block": float(est.count.mean())}, gradient=g)
+        if self.readout == "positive":
+            sal = g.sum(0).clamp_min(0)
+        elif self.readout == "abs_max":
+            sal = g.abs().amax(0)
+        else:
+            sal = (g * x).sum(0)
+        # the input gradient only under additive noise; under contrast noise g is the presence gradient
+        return Readout(sal, {"draws_per_block": float(est.count.mean())},
+                       gradient=g if self.perturbation == "additive" else None)
+
+    def _check(self) -> None:
+        if self.readout == "grad_x_input" and self.perturbation == "contrast":
+            raise ValueError("lr: readout 'grad_x_input' needs perturbation 'additive' (under contrast noise the "
+                             "estimate is already a gradient x input per cell)")

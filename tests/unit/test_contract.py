@@ -23,8 +23,12 @@ TINY = {
 # Extra configurations of the core methods that take other code paths.
 VARIANTS = [
     ("lr", dict(n_samples=65, block_size=8, noise_resolution=16)),          # odd budget: one unpaired draw
-    ("lr", dict(n_samples=40, antithetic=False, control_variate=False, readout="grad_x_input")),
+    ("lr", dict(n_samples=40, antithetic=False, control_variate=False, readout="grad_x_input",
+                perturbation="additive")),
     ("lr", dict(n_samples=90, block_size=5, orthogonal=False)),             # edge blocks cropped
+    ("lr", dict(n_samples=90, block_size=5, noise_resolution=0, perturbation="additive",
+                channel_noise="independent")),                               # full-resolution blocks, padded
+    ("lr", dict(n_samples=30, noise_resolution=0, channel_noise="shared")),  # full-resolution contrast noise
     ("occlusion", dict(patch=10, stride=7, baseline="constant", value=0.5)),
     ("rise", dict(n_masks=20, grid_size=5, baseline="blur", p1=0.3)),
     ("sobol", dict(grid_size=2, nb_design=4, perturbation="blur", scramble=True)),
@@ -137,13 +141,14 @@ def test_declared_params_are_valid():
 @pytest.mark.parametrize("name", list_explainers())
 def test_readout_is_a_readout_and_gradients_have_the_input_shape(name, tiny_mod, x32):
     """Every step's readout returns a Readout; a method that declares estimates_gradient fills
-    Readout.gradient with a map of the input's shape ((1, H, W) when one noise map is shared by the channels),
-    and Estimate.gradient carries it."""
+    Readout.gradient (under its gradient_options) with a map of the input's shape ((1, H, W) when one noise
+    map is shared by the channels), and Estimate.gradient carries it."""
     cls = explainer_class(name)
     if "image" not in cls.modalities:
         pytest.skip(f"{name} does not take images")
     bb = (tiny_mod if cls.white_box else callable_box(tiny_mod)).view()
-    e = get_explainer(name, seed=7, **tiny_params(name))
+    params = {**tiny_params(name), **cls.gradient_options}
+    e = get_explainer(name, seed=7, **params)
     steps = list(e._iterate(bb, e._check_input(bb, x32), 3))
     assert steps
     for step in steps[:2] + steps[-1:]:
@@ -156,7 +161,7 @@ def test_readout_is_a_readout_and_gradients_have_the_input_shape(name, tiny_mod,
             assert out.gradient is not None, f"{name} declares estimates_gradient but gives no gradient"
             assert out.gradient.shape[-2:] == x32.shape[-2:] and out.gradient.shape[0] in (1, x32.shape[0])
             assert torch.isfinite(out.gradient).all()
-    last = list(get_explainer(name, seed=7, **tiny_params(name)).stream(bb, x32, 3, min_interval=0))[-1]
+    last = list(get_explainer(name, seed=7, **params).stream(bb, x32, 3, min_interval=0))[-1]
     if cls.estimates_gradient:
         assert last.gradient is not None and last.gradient.device.type == "cpu"
         assert last.gradient.shape[0] in (1, x32.shape[0]) and last.gradient.shape[1:] == x32.shape[1:]
