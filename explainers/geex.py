@@ -22,7 +22,7 @@ import torch
 
 from .base import Explainer, Param, Readout, Step
 from .estimators import ScoreFunctionEstimator, central_difference
-from .grid import BlockLayout
+from .grid import NOISE_SPECS, BlockLayout
 from .masks import gaussian_blur, gaussian_kernel1d
 from .registry import register_explainer
 
@@ -40,14 +40,7 @@ class _NoiseEstimator(Explainer):
         Param("sigma", "float", 0.7, 0.001, 3.0, log=True,
               help="Noise scale. contrast: relative change of a cell's content per unit of noise; additive: "
                    "noise std in the model's input units (the reference demo uses 0.3)."),
-        Param("perturbation", "choice", "contrast", choices=("contrast", "additive"),
-              help="contrast: each cell's content scaled by (1 + sigma z), the gradient with respect to its "
-                   "presence (what the map shows); additive: x + sigma z, the input gradient itself."),
-        Param("noise_resolution", "int", 10, 0, 512, unit="cells",
-              help="Draw the noise on a coarse r x r grid and upsample it (0 = full resolution, as in the paper): "
-                   "fewer dimensions, less variance, a cell-level map."),
-        Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
-              help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
+        *NOISE_SPECS,
         Param("smooth_sigma", "float", 0.0, 0.0, 20.0, step=0.1, unit="px",
               help="Gaussian smoothing of the noise on its grid (0 = off; the reference demo uses 0.7 at full "
                    "resolution): less variance, a spatially smoothed gradient."),

@@ -8,6 +8,20 @@ from dataclasses import dataclass
 
 import torch
 
+from .base import Param
+
+# The low-dimensional noise options of LR and GEEX / iGEEX, declared once (the defaults that localise: docs/
+# measurements.md, localisation).
+NOISE_SPECS = (
+    Param("perturbation", "choice", "contrast", choices=("contrast", "additive"),
+          help="contrast: each cell's content scaled by (1 + sigma z), the gradient with respect to its presence "
+               "(what the map shows); additive: x + sigma z, the input gradient itself (the papers' estimator)."),
+    Param("noise_resolution", "int", 10, 0, 512, unit="cells",
+          help="Draw the noise on a coarse r x r grid and upsample it (0 = full resolution, as in the papers): "
+               "fewer dimensions, less variance, a cell-level map."),
+    Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
+          help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
+)
 
 def _nearest_index(n_out: int, n_in: int, device) -> torch.Tensor:
     """Source cell of each output pixel for nearest upsampling n_in -> n_out (integer arithmetic, exact)."""

@@ -32,7 +32,7 @@ import math
 import torch
 
 from .base import Explainer, Param, Readout, Step
-from .grid import BlockLayout
+from .grid import NOISE_SPECS, BlockLayout
 from .estimators import ScoreFunctionEstimator, central_difference, control_variate
 from .registry import register_explainer
 
@@ -141,19 +141,12 @@ class LR(Explainer):
               help="Noise scale. contrast: relative change of a cell's content per unit of noise (0.7 = +-70 % "
                    "at one standard deviation); additive: noise std in the model's input units (small = local "
                    "gradient, large = smoothed gradient)."),
-        Param("perturbation", "choice", "contrast", choices=("contrast", "additive"),
-              help="contrast: x * (1 + sigma z), the gradient with respect to each cell's presence (what the "
-                   "map shows); additive: x + sigma z, the input gradient itself (for gradient studies)."),
+        *NOISE_SPECS,
+        Param("channel_noise", "choice", "shared", choices=("shared", "independent"),
+              help="One noise map for all colour channels (fewer dimensions) or one per channel."),
         Param("block_size", "int", 0, 0, 512, unit="px",
               help="Blockwise computation: square blocks of this many pixels, one block perturbed per query "
                    "(0 = off: every query perturbs the whole input)."),
-        Param("noise_resolution", "int", 10, 0, 512, unit="cells",
-              help="Draw the noise on a coarse r x r grid and upsample it (0 = full resolution): "
-                   "fewer dimensions, less variance, a cell-level map."),
-        Param("channel_noise", "choice", "shared", choices=("shared", "independent"),
-              help="One noise map for all colour channels (fewer dimensions) or one per channel."),
-        Param("upsampling", "choice", "bilinear", choices=("bilinear", "nearest"),
-              help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
         Param("antithetic", "bool", True, help="Mirror pairs (z, -z): a central difference, lower variance."),
         Param("control_variate", "bool", True,
               help="Subtract f(x) (one extra query): lowers the variance of unpaired samples."),

@@ -16,6 +16,7 @@ import torch
 
 from runtime.engine import Job, JobSnapshot
 from models import BlackBox
+from ui.plots import convergence_figure, metric_names, metrics_figure
 from ui.state import get_engine
 
 POLL_S = float(os.environ.get("SALIENCY_POLL_S", 0.5))  # seconds between live redraws
@@ -83,6 +84,17 @@ def live_view(job: Job, draw: Callable[[JobSnapshot], None], interval: float = P
             st.rerun()  # whole app: the fragment comes back without run_every, downloads appear
 
     _view()
+
+
+def draw_history(snap: JobSnapshot) -> None:
+    """The convergence curve and, beside it, the method's own diagnostics, once there are two estimates."""
+    if len(snap.history) <= 1:
+        return
+    names = metric_names(snap.history)
+    cols = st.columns(2 if names else 1)
+    cols[0].plotly_chart(convergence_figure(snap.history), width="stretch")
+    if names:
+        cols[1].plotly_chart(metrics_figure(snap.history, names), width="stretch")
 
 
 def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:

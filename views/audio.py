@@ -16,10 +16,10 @@ from evaluation.metrics import iou
 from explainers.registry import explainer_class
 from models import list_models
 from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure
-from ui.jobs import budget_line, draw_progress, live_view, run_controls
+from ui.jobs import budget_line, draw_history, draw_progress, live_view, run_controls
 from ui.params import param_widgets
 from maps import COLORMAPS, npy_bytes
-from ui.plots import convergence_figure, heatmap_figure, metric_names, metrics_figure
+from ui.plots import heatmap_figure
 from ui.state import get_model
 
 P = "audio."
@@ -90,12 +90,7 @@ with right:
         st.plotly_chart(heatmap_figure(spec, snap.saliency, opacity=opacity, colormap=colormap,
                                        title=f"{cls.title} · {labels[snap.target] if snap.target is not None else ''}"),
                         width="stretch")
-        if len(snap.history) > 1:
-            names = metric_names(snap.history)
-            cols = st.columns(2 if names else 1)
-            cols[0].plotly_chart(convergence_figure(snap.history), width="stretch")
-            if names:
-                cols[1].plotly_chart(metrics_figure(snap.history, names), width="stretch")
+        draw_history(snap)
         if not snap.finished or snap.saliency is None:
             return
         mask = keep_mask(snap.saliency, keep)

@@ -14,11 +14,11 @@ import streamlit as st
 from explainers import list_explainers
 from explainers.registry import explainer_class
 from ui.inputs import image_input
-from ui.jobs import budget_line, draw_progress, fmt_seconds, live_view, run_controls
+from ui.jobs import budget_line, draw_history, draw_progress, fmt_seconds, live_view, run_controls
 from ui.model_picker import pick_model
 from ui.params import param_widgets, reset_params
 from maps import COLORMAPS, npy_bytes, overlay_png
-from ui.plots import convergence_figure, heatmap_figure, metric_names, metrics_figure
+from ui.plots import heatmap_figure
 
 P = "explore."          # widget key prefix
 SLOT = "explore"        # job slot in session_state
@@ -106,12 +106,7 @@ with right:
                         width="stretch", config={"displaylogo": False})
         if snap.first_estimate_s is not None and not snap.from_cache:
             st.caption(f"First estimate after {fmt_seconds(snap.first_estimate_s)}.")
-        if len(snap.history) > 1:
-            names = metric_names(snap.history)
-            charts = st.columns(2 if names else 1)
-            charts[0].plotly_chart(convergence_figure(snap.history), width="stretch")
-            if names:
-                charts[1].plotly_chart(metrics_figure(snap.history, names), width="stretch")
+        draw_history(snap)
         if snap.finished and snap.saliency is not None:
             record = {**snap.record(), "target_label": label, "input": {"name": inp.name, "sha256": inp.input_id},
                       "first_estimate_s": snap.first_estimate_s}
