@@ -49,7 +49,7 @@ def scaled_box(box, image_shape, map_shape):
 def run_method(bb, spec: str, data, seed: int) -> dict:
     name, given = parse_spec(spec)
     params = {**explainer_class(name).defaults(bb.device), **given}
-    energies, hits, seconds, queries = [], 0, [], 0
+    energies, above_min, hits, seconds, queries = [], [], 0, [], 0
     for scene in data:
         x = bb.preprocess(Image.fromarray(scene.image))
         e = get_explainer(name, seed=seed, **params)
@@ -59,20 +59,24 @@ def run_method(bb, spec: str, data, seed: int) -> dict:
         queries = e.query_budget(tuple(x.shape))
         box = scaled_box(scene.box, scene.image.shape[:2], sal.shape)
         energies.append(energy_in_box(sal, box))
+        above_min.append(energy_in_box(sal, box, reference="min"))
         hits += pointing_hit(sal, box)
     setting = ", ".join(f"{k}={v}" for k, v in given.items()) or "CPU defaults"
     return {"method": name, "setting": setting, "queries": queries, "s_per_image": float(np.mean(seconds)),
-            "hits": hits, "energy": float(np.mean(energies)), "spread": float(np.std(energies))}
+            "hits": hits, "energy": float(np.mean(energies)), "spread": float(np.std(energies)),
+            "above_min": float(np.mean(above_min))}
 
 
 def control_rows(data, seed: int) -> list[dict]:
     per_kind: dict[str, list] = {}
     for scene in data:
         for kind, sal in control_maps(scene, seed).items():
-            per_kind.setdefault(kind, []).append((energy_in_box(sal, scene.box), pointing_hit(sal, scene.box)))
+            per_kind.setdefault(kind, []).append((energy_in_box(sal, scene.box), pointing_hit(sal, scene.box),
+                                                  energy_in_box(sal, scene.box, reference="min")))
     return [{"method": kind, "setting": "control, no query", "queries": 0, "s_per_image": 0.0,
-             "hits": sum(h for _, h in rows), "energy": float(np.mean([e for e, _ in rows])),
-             "spread": float(np.std([e for e, _ in rows]))} for kind, rows in per_kind.items()]
+             "hits": sum(r[1] for r in rows), "energy": float(np.mean([r[0] for r in rows])),
+             "spread": float(np.std([r[0] for r in rows])), "above_min": float(np.mean([r[2] for r in rows]))}
+            for kind, rows in per_kind.items()]
 
 
 def main(argv=None) -> None:
@@ -92,7 +96,8 @@ def main(argv=None) -> None:
     print(f"{len(data)} scenes, {sum('+' in s.name for s in data)} with a distractor; "
           f"boxes cover {mean_box:.2f} of the image on average; {bb.name} on {bb.device}")
     specs = args.methods if args.methods is not None else list_explainers("image", white_box=False)
-    print("\n| method | setting | queries | s / image | pointing | energy in box (± sd) |\n|---|---|---:|---:|---:|---:|")
+    print("\n| method | setting | queries | s / image | pointing | energy in box (± sd) | above the minimum |\n"
+          "|---|---|---:|---:|---:|---:|---:|")
     for r in (run_method(bb, spec, data, args.seed) for spec in specs):
         print_row(r, len(data))
     for r in control_rows(data, args.seed):
@@ -101,7 +106,7 @@ def main(argv=None) -> None:
 
 def print_row(r: dict, n: int) -> None:
     print(f"| {r['method']} | {r['setting']} | {r['queries']:,} | {r['s_per_image']:.1f} | "
-          f"{r['hits']}/{n} | {r['energy']:.2f} ± {r['spread']:.2f} |", flush=True)
+          f"{r['hits']}/{n} | {r['energy']:.2f} ± {r['spread']:.2f} | {r['above_min']:.2f} |", flush=True)
 
 
 if __name__ == "__main__":

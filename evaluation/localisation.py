@@ -7,10 +7,12 @@ in its top 5 (a map cannot localise what the model does not see); the draw is se
 the same set.
 
 Scoring (docs/methods.md section 7):
-- **energy in box**: the share of the map's mass inside the box after subtracting the map's minimum. The
-  minimum, not zero, is the reference, so a large constant offset (RISE's) is removed rather than counted,
-  and a signed map's negative side counts as low. A constant map has no mass: it scores the box's share of
-  the image, the same as a uniform map, so no offset can rescue or sink it.
+- **energy in box**: the share of the map's mass above its median that lies inside the box. The median, the
+  background level of a map whose object covers under half the image, is the reference, not zero: a large
+  constant offset (RISE's) is removed rather than counted, and a signed map's negative side (evidence against
+  the class) is not counted as mass. A constant map has no mass: it scores the box's share of the image, the
+  same as a uniform map, so no offset can rescue or sink it. The bench also prints the share above the
+  minimum (negative evidence counted as mass), for comparison.
 - **pointing**: the map's maximum falls inside the box.
 Controls that use no query: a centred Gaussian, random 7 x 7 blocks, and an edge map |x - blur(x)|.
 """
@@ -132,10 +134,13 @@ def scenes(bb, n: int = 12, seed: int = 0, top_k: int = 5, max_draws: int = 400)
     return out
 
 
-def energy_in_box(saliency, box) -> float:
-    """Share of (map - min) inside the box; a constant map scores the box's share of the image."""
+def energy_in_box(saliency, box, reference: str = "median") -> float:
+    """Share of the map's mass above its background level that lies inside the box; a constant map scores the
+    box's share of the image. ``reference``: "median" (the background level of a map whose object covers under
+    half the image: an offset is removed, a signed map's negative side does not count) or "min" (everything
+    above the minimum counts, negative evidence included)."""
     s = np.asarray(saliency, dtype=np.float64)
-    s = s - s.min()
+    s = np.clip(s - np.median(s), 0, None) if reference == "median" else s - s.min()
     total = s.sum()
     y0, x0, y1, x1 = box
     if not np.isfinite(total) or total <= 0:

@@ -33,6 +33,12 @@ def test_energy_in_box_ignores_offsets_and_gives_a_constant_map_chance():
     assert energy_in_box(np.full((100, 100), 7.0), box) == pytest.approx(0.08)   # no signal: chance
     assert energy_in_box(np.random.default_rng(0).random((100, 100)), box) < 0.1
     assert pointing_hit(inside, box) and not pointing_hit(np.full((100, 100), 1.0), box)
+    # a signed map: evidence against the class elsewhere is not mass above the background (the median) ...
+    signed = inside.copy()
+    signed[60:80, 60:80] = -3.0
+    assert energy_in_box(signed, box) == pytest.approx(1.0)
+    # ... while above the minimum it is
+    assert energy_in_box(signed, box, reference="min") < 0.5
 
 
 def test_controls_know_nothing_of_the_target(data):

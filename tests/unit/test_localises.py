@@ -41,5 +41,6 @@ def test_the_map_lands_on_the_region_the_model_uses(name, scene):
     sal = get_explainer(name, seed=0, **params).explain(bb.view(), x, 0)
     energy = energy_in_box(sal.numpy(), BOX)
     print(f"{name}: energy in box {energy:.2f} (box 0.12 of the image), pointing {pointing_hit(sal.numpy(), BOX)}")
-    # at least twice the box's share of the image (what a map without signal gets), and the peak inside it
-    assert energy >= 2 * 0.12 and pointing_hit(sal.numpy(), BOX), (name, energy)
+    # half of the mass above the background in a box of 0.12 of the image (a map without signal gets 0.12; LR,
+    # GEEX and iGEEX at their old full-resolution defaults got 0.16-0.23), and the peak inside it
+    assert energy >= 0.5 and pointing_hit(sal.numpy(), BOX), (name, energy)
