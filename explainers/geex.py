@@ -61,12 +61,11 @@ class _NoiseEstimator(Explainer):
             eps = gaussian_blur(eps, self.smooth_sigma) / (k1 ** 2).sum()   # unit-L2 kernel: variance kept
         return eps
 
-    def _pairs(self, bb, x, target, point, direction) -> Iterator[tuple[int, ScoreFunctionEstimator]]:
-        """Yield (pairs so far, the running estimator); ``point(k, gen)`` gives the k path points (k, C, H, W);
-        contrast noise is scaled by ``direction(points)`` (what "presence" means at those points)."""
+    def _pairs(self, bb, x, target, lay, point, direction) -> Iterator[tuple[int, ScoreFunctionEstimator]]:
+        """Yield (pairs so far, the running estimator) for noise on ``lay``; ``point(k, gen)`` gives the k path
+        points (k, C, H, W); contrast noise is scaled by ``direction(points)`` (what "presence" means there)."""
         gen = self.generator(x.device)
         total = self.n_masks
-        lay = self._layout(x)
         est = ScoreFunctionEstimator(self.sigma, lay.dim, device=x.device)
         draws_per_call = self.per_call(bb, x, per_item=2 * PAIRS_PER_DRAW, small_queries=0, large_batches=0)
         done = 0
@@ -88,10 +87,11 @@ class _NoiseEstimator(Explainer):
             done += k
             yield done, est
 
-    def _gradient(self, est: ScoreFunctionEstimator, x: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def _gradient(est: ScoreFunctionEstimator, lay: BlockLayout) -> torch.Tensor:
         """(C, H, W), or (1, H, W) with channel-shared noise (the gradient summed over the channels); a coarse
         grid's cell gradient is shown per pixel. Under contrast noise: the presence gradient."""
-        return self._layout(x).to_image(est.gradient())
+        return lay.to_image(est.gradient())
 
 
 @register_explainer
@@ -106,12 +106,14 @@ class GEEX(_NoiseEstimator):
         return 2 * self.n_masks
 
     def _iterate(self, bb, x, target):
+        lay = self._layout(x)
+
         def readout() -> Readout:
-            g = self._gradient(est, x)
+            g = self._gradient(est, lay)
             if self.perturbation == "contrast":   # the cells whose content raises the score
                 return Readout(g.sum(0).clamp_min(0))
             return Readout(g.abs().amax(0), gradient=g)
 
-        for done, est in self._pairs(bb, x, target, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape),
+        for done, est in self._pairs(bb, x, target, lay, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape),
                                      direction=lambda points: points):
             yield Step(queries=2 * done, progress=done / self.n_masks, readout=readout)

@@ -23,6 +23,7 @@ NOISE_SPECS = (
           help="How a coarse noise grid reaches the pixels: smoothly, or as square cells."),
 )
 
+
 def _nearest_index(n_out: int, n_in: int, device) -> torch.Tensor:
     """Source cell of each output pixel for nearest upsampling n_in -> n_out (integer arithmetic, exact)."""
     return (torch.arange(n_out, device=device) * n_in) // n_out
@@ -79,11 +80,6 @@ class BlockLayout:
     @property
     def coarse(self) -> bool:
         return (self.gh, self.gw) != (self.h, self.w)
-
-    @property
-    def padded(self) -> bool:
-        """Full-resolution blocks: perturbed inputs are built padded to whole blocks, then cropped."""
-        return self.n_blocks > 1 and not self.coarse
 
     def upsample(self, z: torch.Tensor) -> torch.Tensor:
         """(k, nc, gh, gw) on the noise grid -> (k, nc, H, W) on the pixels."""

@@ -39,9 +39,10 @@ class IGEEX(_NoiseEstimator):
         ends = bb(torch.stack([x, x0]))[:, target]
         delta = float(ends[0] - ends[1])                     # f(x) - f(x0): what completeness asks for
         diff = x - x0
+        lay = self._layout(x)
 
         def readout() -> Readout:
-            g = self._gradient(est, x)
+            g = self._gradient(est, lay)
             # additive noise estimates the gradient, to be multiplied by x - x0; contrast noise along x - x0
             # estimates gradient x (x - x0) per cell directly (its cells sum to the same integral)
             attribution = g * diff if self.perturbation == "additive" else g   # shared noise broadcasts
@@ -55,5 +56,5 @@ class IGEEX(_NoiseEstimator):
             alpha = torch.rand(k, 1, 1, 1, generator=gen, device=x.device)
             return x0.unsqueeze(0) + alpha * diff.unsqueeze(0)
 
-        for done, est in self._pairs(bb, x, target, point, direction=lambda points: diff):
+        for done, est in self._pairs(bb, x, target, lay, point, direction=lambda points: diff):
             yield Step(queries=2 + 2 * done, progress=done / self.n_masks, readout=readout)

@@ -89,9 +89,12 @@ class BlockPerturbation:
     def __init__(self, x: torch.Tensor, layout: BlockLayout, sigma: float, contrast: bool = False):
         lay = self.layout = layout
         self.x, self.sigma, self.contrast = x, sigma, contrast
+        # additive per-channel noise in full-resolution blocks is written straight into a copy of x padded to
+        # whole blocks (then cropped); every other case builds the noise image and adds it
+        self.in_place = lay.n_blocks > 1 and not lay.coarse and lay.nc == lay.c and not contrast
         hp, wp = lay.nbh * lay.bh, lay.nbw * lay.bw
-        self.x_pad = torch.nn.functional.pad(x, (0, wp - lay.w, 0, hp - lay.h)) if lay.padded else x
-        self.buf_hw = (hp, wp) if lay.padded else (lay.h, lay.w)
+        self.x_pad = torch.nn.functional.pad(x, (0, wp - lay.w, 0, hp - lay.h)) if self.in_place else x
+        self.buf_hw = (hp, wp) if self.in_place else (lay.h, lay.w)
 
     def batch(self, eps: torch.Tensor, blocks: torch.Tensor, n_pairs: int) -> torch.Tensor:
         """(k + n_pairs, C, H, W): x + sigma eps for the k draws, then x - sigma eps for the first n_pairs."""
@@ -106,10 +109,10 @@ class BlockPerturbation:
     def perturb(self, out: torch.Tensor, eps: torch.Tensor, blocks: torch.Tensor, scale: float) -> torch.Tensor:
         """Write x + scale * eps (placed in its block) into ``out`` (k, C, H', W'); returns (k, C, H, W)."""
         k, lay, x = eps.shape[0], self.layout, self.x
-        if self.contrast or lay.coarse or lay.nc != lay.c or lay.n_blocks == 1:
+        if not self.in_place:
             z = eps.view(k, lay.nc, lay.gh, lay.gw) if lay.n_blocks == 1 else self.place(eps, blocks)
             z = lay.upsample(z)
-            return torch.add(x, z * x if self.contrast else z, alpha=scale, out=out[:, :, :lay.h, :lay.w])
+            return torch.add(x, z * x if self.contrast else z, alpha=scale, out=out)
         out.copy_(self.x_pad.expand_as(out))                         # x everywhere, noise only in the block
         blocked = out.view(k, lay.c, lay.nbh, lay.bh, lay.nbw, lay.bw).permute(0, 2, 4, 1, 3, 5)
         blocked.index_put_((torch.arange(k, device=eps.device), blocks // lay.nbw, blocks % lay.nbw),

@@ -24,7 +24,7 @@ from models.base import BlackBox, QueryBudgetExceeded, cache_root, pick_device
 
 from evaluation.provenance import package_versions
 from explainers.base import check_input
-from explainers.registry import explainer_class, get_explainer
+from explainers.registry import get_explainer
 
 RUNNING, QUEUED, DONE, CANCELLED, ERROR, STOPPED = "running", "queued", "done", "cancelled", "error", "stopped"
 FINISHED = (DONE, CANCELLED, ERROR, STOPPED)
@@ -183,7 +183,7 @@ class Engine:
         full_params = dict(explainer.config)
         budget = explainer.query_budget(tuple(x.shape)) + (1 if target is None else 0)
         input_id = input_id or tensor_sha(x)
-        key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer_class(method).version)
+        key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer.version)
         base = JobSnapshot(job_id=uuid.uuid4().hex[:12], key=key, model=bb.id, method=method, params=full_params,
                            seed=seed, target=target, status=QUEUED, budget=budget)
         with self._lock:
