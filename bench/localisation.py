@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from evaluation.localisation import control_maps, energy_in_box, pointing_hit, scenes  # noqa: E402
 from explainers import explainer_class, get_explainer, list_explainers  # noqa: E402
-from models import load_model  # noqa: E402
+from models import EXPLAINED_SCORE, load_model  # noqa: E402
 
 
 def parse_spec(spec: str) -> tuple[str, dict]:
@@ -88,13 +88,16 @@ def main(argv=None) -> None:
     ap.add_argument("--methods", nargs="*", default=None,
                     help='method specs, e.g. sobol "lr:block_size=16"; default: every black-box image method')
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--score", default=EXPLAINED_SCORE, choices=("logit", "prob", "logprob"),
+                    help="the score the methods explain (the app's default: %(default)s)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    bb = load_model(args.model)
+    bb = load_model(args.model, score_mode=args.score)
     data = scenes(bb, n=args.n, seed=args.scene_seed)
     mean_box = np.mean([s.box_fraction for s in data])
     print(f"{len(data)} scenes, {sum('+' in s.name for s in data)} with a distractor; "
-          f"boxes cover {mean_box:.2f} of the image on average; {bb.name} on {bb.device}")
+          f"boxes cover {mean_box:.2f} of the image on average; {bb.name} on {bb.device}, explaining its "
+          f"{args.score}")
     specs = args.methods if args.methods is not None else list_explainers("image", white_box=False)
     print("\n| method | setting | queries | s / image | pointing | energy in box (± sd) | above the minimum |\n"
           "|---|---|---:|---:|---:|---:|---:|")

@@ -72,6 +72,23 @@ class Param:
         return value
 
 
+@dataclass(frozen=True)
+class Metric:
+    """One live diagnostic a method reports in ``Readout.metrics[key]``: what the "diagnostics" chart calls it.
+
+    ``scale`` converts the reported value to the unit shown (a fraction reported as 0.05 and shown as 5 %:
+    ``scale=100, unit="%"``); the value in ``metrics`` stays as reported."""
+    key: str
+    label: str
+    unit: str = ""
+    help: str = ""
+    scale: float = 1.0
+
+    def title(self) -> str:
+        """The label with its unit, as a legend or axis shows it: "relative standard error (%)"."""
+        return f"{self.label} ({self.unit})" if self.unit else self.label
+
+
 @dataclass
 class Readout:
     """What a step's readout returns: the map, its diagnostics, and the raw gradient estimate if there is one."""
@@ -92,6 +109,7 @@ class Estimate:
     extras: dict[str, Any] = field(default_factory=dict)     # method-specific (best mask, generation, ...)
     done: bool = False
     gradient: torch.Tensor | None = None   # the raw gradient estimate on the CPU (see Readout.gradient)
+    converged: bool = False                # the last estimate of a run that ``stop_tol`` stopped (see stream)
 
 
 @dataclass
@@ -113,6 +131,8 @@ class Explainer:
     title: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     param_specs: ClassVar[tuple[Param, ...]] = ()
+    # the diagnostics the readouts put into Readout.metrics (keys as declared), with a label and a unit each
+    metric_specs: ClassVar[tuple[Metric, ...]] = ()
     modalities: ClassVar[tuple[str, ...]] = ("image", "audio")
     white_box: ClassVar[bool] = False       # needs an open torch module (reference methods only)
     # a query-only estimate of the input gradient in every Readout.gradient (what the convergence lab compares
@@ -124,6 +144,9 @@ class Explainer:
     # (parameter, queries per unit): the one parameter that scales the query budget, if there is one
     budget_param: ClassVar[tuple[str, int] | None] = None
     version: ClassVar[int] = 1              # bump when the maps a method gives change: part of the cache key
+    # its intermediate maps estimate the final one, so ``stream(stop_tol=...)`` may stop it once they settle;
+    # False where a partial map is only part of the answer (a raster scan, a path integral): it runs to the end
+    early_stop: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs: Any):
         super().__init_subclass__(**kwargs)
@@ -166,11 +189,23 @@ class Explainer:
         raise NotImplementedError
 
     def stream(self, bb: BlackBox, x: torch.Tensor, target: int | None = None, *,
-               min_interval: float = 0.25) -> Iterator[Estimate]:
+               min_interval: float = 0.25, stop_tol: float | None = None,
+               stop_window: int = 3) -> Iterator[Estimate]:
         """Yield estimates as they improve; the last one has ``progress == 1`` and ``done``.
 
         ``target=None`` explains the top class, at the cost of one extra query.
+
+        ``stop_tol`` (optional) stops the run once it has converged: every ``1/STOP_CHECKS`` of the budget the
+        map is read out and compared with the previous check (both centred and scaled to unit norm:
+        ``||m_t - m_{t-1}|| / ||m_t||``); when the last ``stop_window`` changes are all below ``stop_tol`` the
+        run ends there, its last estimate ``done`` and ``converged`` with the queries actually spent. The checks
+        sit at fixed query counts, not at wall-clock times, so a seed and a tolerance give the same map and the
+        same queries on any machine. ``None`` or 0 (and methods with ``early_stop = False``) spend the whole
+        budget, as without it.
         """
+        rule = StopRule(stop_tol, stop_window) if stop_tol else None
+        if not self.early_stop:
+            rule = None
         x = self._check_input(bb, x)
         extra = 0
         if target is None:
@@ -185,9 +220,15 @@ class Explainer:
         first = True
         for step in self._iterate(bb, x, target):
             pending = step
+            out = None
+            if rule is not None and step.progress < 1 and rule.due(step.progress):
+                out = step.readout()
+                if rule.update(out.saliency):
+                    yield self._make_estimate(step, extra, done=True, out=out, converged=True)
+                    return
             now = time.perf_counter()
             if first or now - last_emit >= min_interval:
-                yield self._make_estimate(step, extra, done=False)
+                yield self._make_estimate(step, extra, done=False, out=out)
                 last_emit, pending, first = time.perf_counter(), None, False
         if pending is None and first:
             raise RuntimeError(f"{self.name}: produced no estimate")
@@ -221,9 +262,10 @@ class Explainer:
             queries = bs * large_batches
         return max(1, queries // per_item)
 
-    def _make_estimate(self, step: Step, extra_queries: int, done: bool) -> Estimate:
+    def _make_estimate(self, step: Step, extra_queries: int, done: bool, out: Readout | None = None,
+                       converged: bool = False) -> Estimate:
         self._last_step = step
-        out = step.readout()
+        out = step.readout() if out is None else out
         if not isinstance(out, Readout):
             raise TypeError(f"{self.name}: a step's readout must return a Readout, got {type(out).__name__}")
         sal = out.saliency.detach().float()
@@ -232,7 +274,8 @@ class Explainer:
         grad = None if out.gradient is None else out.gradient.detach().cpu()
         return Estimate(saliency=sal.cpu(), queries=step.queries + extra_queries,
                         progress=1.0 if done else min(1.0, float(step.progress)),
-                        metrics=dict(out.metrics), extras=dict(out.extras), done=done, gradient=grad)
+                        metrics=dict(out.metrics), extras=dict(out.extras), done=done, gradient=grad,
+                        converged=converged)
 
     def _check_input(self, bb: BlackBox, x: torch.Tensor) -> torch.Tensor:
         return check_input(bb, x, self.name)
@@ -283,3 +326,42 @@ def check_target(bb: BlackBox, target: int, who: str = "input") -> int:
 def target_scores(bb: BlackBox, batch: torch.Tensor, target: int) -> torch.Tensor:
     """f_c for a batch: (N,) scores of the target class, on the model's device."""
     return bb(batch)[:, target]
+
+
+STOP_CHECKS = 20   # a convergence check every 1/20 of the budget (stream's stop_tol)
+
+
+class StopRule:
+    """Convergence stop on fixed query fractions: ``due(progress)`` says a check point was passed, ``update(map)``
+    records the change since the last check and says whether the last ``window`` changes are all below ``tol``."""
+
+    def __init__(self, tol: float, window: int = 3, checks: int = STOP_CHECKS):
+        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
+            raise ValueError(f"stop_tol must be a finite number >= 0, got {tol!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"stop_window must be a whole number >= 1, got {window!r}")
+        self.tol, self.window, self.checks = float(tol), window, checks
+        self._mark = 0                    # the last check point passed (in 1/checks of the budget)
+        self._prev: torch.Tensor | None = None
+        self.changes: list[float] = []
+
+    def due(self, progress: float) -> bool:
+        mark = math.floor(float(progress) * self.checks + 1e-9)
+        if mark <= self._mark:
+            return False
+        self._mark = mark
+        return True
+
+    def update(self, saliency: torch.Tensor) -> bool:
+        m = saliency.detach().to("cpu", torch.float64).flatten()
+        m = m - m.mean()
+        norm = float(m.norm())
+        if not math.isfinite(norm) or norm == 0:      # no map yet (e.g. Sobol before its second design)
+            self._prev = None
+            self.changes.append(math.inf)
+            return False
+        m = m / norm
+        self.changes.append(math.inf if self._prev is None else float((m - self._prev).norm()))
+        self._prev = m
+        last = self.changes[-self.window:]
+        return len(last) == self.window and all(c < self.tol for c in last)

@@ -21,7 +21,7 @@ from typing import Iterator
 import torch
 
 from .base import Explainer, Param, Readout, Step
-from .estimators import ScoreFunctionEstimator, central_difference
+from .estimators import GRADIENT_RSE, ScoreFunctionEstimator, central_difference
 from .grid import NOISE_SPECS, BlockLayout
 from .masks import gaussian_blur, gaussian_kernel1d
 from .registry import register_explainer
@@ -34,6 +34,7 @@ class _NoiseEstimator(Explainer):
 
     estimates_gradient = True
     budget_param = ("n_masks", 2)
+    metric_specs = (GRADIENT_RSE,)
     common_specs = (
         Param("n_masks", "int", 5000, 1, 100_000, log=True, cpu_default=1000,
               help="Noise masks n*; each is queried mirrored (+/-), so queries = 2 x n_masks."),
@@ -110,9 +111,10 @@ class GEEX(_NoiseEstimator):
 
         def readout() -> Readout:
             g = self._gradient(est, lay)
+            metrics = {"gradient_rse": est.relative_standard_error()}
             if self.perturbation == "contrast":   # the cells whose content raises the score
-                return Readout(g.sum(0).clamp_min(0))
-            return Readout(g.abs().amax(0), gradient=g)
+                return Readout(g.sum(0).clamp_min(0), metrics)
+            return Readout(g.abs().amax(0), metrics, gradient=g)
 
         for done, est in self._pairs(bb, x, target, lay, lambda k, gen: x.unsqueeze(0).expand(k, *x.shape),
                                      direction=lambda points: points):

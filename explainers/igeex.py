@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import torch
 
+from .estimators import GRADIENT_RSE
 from .geex import _NoiseEstimator
-from .base import Param, Readout, Step
+from .base import Metric, Param, Readout, Step
 from .masks import make_baseline
 from .registry import register_explainer
 
@@ -29,6 +30,14 @@ class IGEEX(_NoiseEstimator):
                    "model's input space."),
     )
 
+    metric_specs = (
+        Metric("completeness_gap", "completeness gap relative to |f(x) - f(x0)|", "%", scale=100.0,
+               help="|sum of the attribution - (f(x) - f(x0))| / |f(x) - f(x0)| (reported as a fraction): how "
+                    "far the map is from accounting for the score change along the path."),
+        Metric("attribution_sum", "sum of the attribution", "score",
+               help="Should approach f(x) - f(x0), the score change from the baseline to the input."),
+        GRADIENT_RSE,
+    )
     version = 2     # contrast noise along x - x0 on a shared 10 x 10 grid by default
 
     def query_budget(self, input_shape) -> int:
@@ -48,7 +57,8 @@ class IGEEX(_NoiseEstimator):
             attribution = g * diff if self.perturbation == "additive" else g   # shared noise broadcasts
             total = float(attribution.sum())
             gap = abs(total - delta) / (abs(delta) + 1e-12)
-            return Readout(attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total},
+            return Readout(attribution.sum(0), {"completeness_gap": gap, "attribution_sum": total,
+                                               "gradient_rse": est.relative_standard_error()},
                            gradient=g if self.perturbation == "additive" else None,
                            extras={"attribution": attribution.detach().cpu(), "f_delta": delta})
 

@@ -31,9 +31,9 @@ from __future__ import annotations
 import math
 import torch
 
-from .base import Explainer, Param, Readout, Step
+from .base import Explainer, Metric, Param, Readout, Step
 from .grid import NOISE_SPECS, BlockLayout
-from .estimators import ScoreFunctionEstimator, central_difference, control_variate
+from .estimators import GRADIENT_RSE, ScoreFunctionEstimator, central_difference, control_variate
 from .registry import register_explainer
 
 FRAME_VALUES = 8_000_000     # noise values drawn at once (32 MB in float32)
@@ -159,6 +159,11 @@ class LR(Explainer):
               help="positive: the part of the estimate that raises the score (channel sum); abs_max: |estimate| "
                    "max over channels; grad_x_input: estimate x input summed over channels (additive only)."),
     )
+    metric_specs = (
+        GRADIENT_RSE,
+        Metric("draws_per_block", "noise draws per block", "draws",
+               help="Blockwise computation only: the draws each block has had so far."),
+    )
     # the settings under which Readout.gradient is the input gradient (the convergence lab's LR)
     gradient_options = {"perturbation": "additive", "noise_resolution": 0, "channel_noise": "independent",
                         "readout": "abs_max", "sigma": 0.2}
@@ -205,7 +210,10 @@ class LR(Explainer):
         else:
             sal = (g * x).sum(0)
         # the input gradient only under additive noise; under contrast noise g is the presence gradient
-        return Readout(sal, {"draws_per_block": float(est.count.mean())},
+        metrics = {"gradient_rse": est.relative_standard_error()}
+        if lay.n_blocks > 1:
+            metrics["draws_per_block"] = float(est.count.mean())
+        return Readout(sal, metrics,
                        gradient=g if self.perturbation == "additive" else None)
 
     def _check(self) -> None:

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .base import Explainer, Param, Readout, Step
+from .base import Explainer, Metric, Param, Readout, Step
 from .masks import BASELINES, blend, make_baseline
 from .registry import register_explainer
 
@@ -39,8 +39,25 @@ class Rise(Explainer):
                    "normalised with the dataset mean), a blur of the input, or its mean colour."),
     )
 
+    metric_specs = (
+        Metric("map_rse", "relative standard error of the map", "%", scale=100.0,
+               help="|per-pixel standard error of the mean over the masks| / |the map's spread around its "
+                    "mean|: how much the map's pattern would still move with more masks. Falls like "
+                    "1/sqrt(queries)."),
+    )
+
     def query_budget(self, input_shape) -> int:
         return self.n_masks
+
+    @staticmethod
+    def _rse(s_sum: torch.Tensor, sq_sum: torch.Tensor, n: int) -> float:
+        """|standard error| / |map - its mean| over the pixels, as a fraction (1/p1 cancels); NaN below 2 masks."""
+        if n < 2:
+            return float("nan")
+        mean = s_sum.double() / n
+        var_of_mean = ((sq_sum.double() / n - mean * mean).clamp_min(0) / (n - 1)).sum()
+        spread = ((mean - mean.mean()) ** 2).sum()
+        return float(var_of_mean.sqrt() / spread.sqrt()) if float(spread) > 0 else float("nan")
 
     def draws(self, n: int, h: int, w: int, gen: torch.Generator, device):
         """All random draws up front (binary grids and shifts: a few bytes per mask), so the masks, and the map,
@@ -71,16 +88,18 @@ class Rise(Explainer):
         grid, dy, dx = self.draws(n_total, h, w, self.generator(dev), dev)
         baseline = make_baseline(x, self.baseline)
         s_sum = torch.zeros(h, w, device=dev)
+        sq_sum = torch.zeros(h, w, device=dev)      # sum of (f M)^2 per pixel: the map's standard error
         per_call = self.per_call(bb, x)
         done = 0
 
         def readout():
-            return Readout(s_sum / (max(done, 1) * self.p1))
+            return Readout(s_sum / (max(done, 1) * self.p1), {"map_rse": self._rse(s_sum, sq_sum, done)})
 
         while done < n_total:
             k = min(per_call, n_total - done)
             m = self.masks(grid[done:done + k], dy[done:done + k], dx[done:done + k], h, w)
             y = bb(blend(x, baseline, m))[:, target]
             s_sum += torch.einsum("k,khw->hw", y, m[:, 0])
+            sq_sum += torch.einsum("k,khw->hw", y * y, m[:, 0] * m[:, 0])
             done += k
             yield Step(queries=done, progress=done / n_total, readout=readout)

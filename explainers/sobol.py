@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .base import Explainer, Param, Readout, Step
+from .base import Explainer, Metric, Param, Readout, Step
 from .masks import blend, make_baseline, upsample
 from .registry import register_explainer
 
@@ -38,6 +38,15 @@ class Sobol(Explainer):
         Param("perturbation", "choice", "inpaint", choices=("inpaint", "blur"),
               help="What a masked-out cell becomes: zeros in the model's input space (inpaint) or a blur."),
         Param("scramble", "bool", False, help="Owen-scrambled Sobol' sequence (randomised by the seed)."),
+    )
+
+    metric_specs = (
+        Metric("output_variance", "variance of the score over the random masks", "score²",
+               help="Var f(A_n) over the designs so far: the denominator of every index (near 0, the masks "
+                    "barely move the score and the map is noise)."),
+        Metric("max_total_index", "largest total-order index", "% of the score variance", scale=100.0,
+               help="The share of the score's variance that the most important cell takes part in (alone or "
+                    "with others)."),
     )
 
     def query_budget(self, input_shape) -> int:
@@ -74,7 +83,8 @@ class Sobol(Explainer):
                 st = sq_diff / (2 * n * (var + 1e-12))
             grid = st.view(1, 1, s, s)
             sal = F.interpolate(grid, size=(h, w), mode="bicubic", align_corners=False)[0, 0]
-            return Readout(sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0},
+            return Readout(sal, {"output_variance": float(y_a[:n].var()) if n >= 2 else 0.0,
+                                 "max_total_index": float(st.max())},
                            extras={"grid": st.view(s, s)})
 
         while served < total:

@@ -70,6 +70,7 @@ class IntegratedGradients(_WhiteBox):
     name = "integrated_gradients"
     title = "Integrated Gradients (white-box reference)"
     paper = "Sundararajan, Taly, Yan, ICML 2017"
+    early_stop = False   # a partial integral is not a converging estimate of the whole
     param_specs = (
         Param("steps", "int", 50, 2, 1000, help="Points on the path from the baseline to the input."),
         Param("baseline", "choice", "zero", choices=("zero", "blur"), help="The path's start."),

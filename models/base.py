@@ -20,6 +20,11 @@ import torch
 from maps import normalise
 
 SCORE_MODES = ("prob", "logit", "logprob")
+# The score the app, the benches and the command line explain unless told otherwise. A class's logit is its own
+# evidence; its probability also moves when a perturbation raises or lowers a competitor, and the maps of every
+# method localise worse in it (docs/measurements.md, localisation: probability against logit). The library's
+# ``load_model`` keeps probabilities (the scores a user reads); ``explained_view`` is the one switch.
+EXPLAINED_SCORE = "logit"
 OUTPUT_KINDS = ("logits", "probs", "scores")
 _Box = TypeVar("_Box", bound="BlackBox")
 
@@ -333,3 +338,9 @@ def measure_fastest_batch(forward: Callable[[torch.Tensor], torch.Tensor], input
         if per[bs] < best_t * 0.97:  # a larger batch must be clearly faster (latency to first estimate)
             best, best_t = bs, per[bs]
     return best
+
+
+def explained_view(bb: "BlackBox", score_mode: str = EXPLAINED_SCORE) -> "BlackBox":
+    """``bb`` as the methods should see it: a view explaining ``score_mode`` where the model has logits or
+    probabilities to choose from, ``bb`` itself where it serves other scores."""
+    return bb if bb.outputs == "scores" else bb.view(score_mode=score_mode)

@@ -23,7 +23,7 @@ import torch
 from models.base import BlackBox, QueryBudgetExceeded, cache_root, pick_device
 
 from evaluation.provenance import package_versions
-from explainers.base import check_input
+from explainers.base import StopRule, check_input
 from explainers.registry import get_explainer
 
 RUNNING, QUEUED, DONE, CANCELLED, ERROR, STOPPED = "running", "queued", "done", "cancelled", "error", "stopped"
@@ -63,6 +63,9 @@ class JobSnapshot:
     first_estimate_s: float | None = None
     device: str = ""                            # where the map was computed ("" until the job starts)
     original_elapsed: float | None = None       # a cached result: the wall time of the run that computed it
+    stop_tol: float | None = None               # stop when converged (Explainer.stream); budget is then the most
+    stop_window: int = 3
+    converged: bool = False                     # the run stopped early, converged, at ``queries`` of ``budget``
 
     @property
     def finished(self) -> bool:
@@ -74,6 +77,7 @@ class JobSnapshot:
             return 0.0
         if self.progress <= 0 or self.elapsed <= 0:
             return None
+        # with stop_tol, the time to the end of the budget: the most the run can still take
         return self.elapsed * (1 - self.progress) / self.progress
 
     def record(self) -> dict[str, Any]:
@@ -82,7 +86,8 @@ class JobSnapshot:
                 "target": self.target, "queries": self.queries, "budget": self.budget, "status": self.status,
                 "wall_time_s": round(self.elapsed, 4), "from_cache": self.from_cache, "cache_key": self.key,
                 "final_metrics": self.metrics, "versions": package_versions(),
-                "device": self.device or None}
+                "device": self.device or None, "stop_tol": self.stop_tol,
+                "stop_window": self.stop_window if self.stop_tol else None, "converged": self.converged}
 
 
 class Job:
@@ -132,9 +137,12 @@ class Engine:
     # ------------------------------------------------------------------ keys and cache
     @staticmethod
     def cache_key(input_id: str, model_id: str, method: str, params: dict[str, Any], seed: int,
-                  target: int | None, version: int = 1) -> str:
-        blob = json.dumps({"input": input_id, "model": model_id, "method": method, "version": version,
-                           "params": params, "seed": seed, "target": target}, sort_keys=True, default=str)
+                  target: int | None, version: int = 1, stop: tuple[float, int] | None = None) -> str:
+        fields = {"input": input_id, "model": model_id, "method": method, "version": version,
+                  "params": params, "seed": seed, "target": target}
+        if stop is not None:        # (stop_tol, stop_window): a converged run is another result than a full one
+            fields["stop"] = [float(stop[0]), int(stop[1])]
+        blob = json.dumps(fields, sort_keys=True, default=str)
         return sha256_bytes(blob.encode())[:32]
 
     def cached(self, key: str) -> tuple[np.ndarray, dict[str, Any]] | None:
@@ -177,15 +185,24 @@ class Engine:
     # ------------------------------------------------------------------ jobs
     def submit(self, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any] | None = None,
                target: int | None = None, seed: int = 0, input_id: str | None = None, *,
-               min_interval: float = 0.25, use_cache: bool = True, max_queries: int | None = None) -> Job:
-        """Start (or reuse) a job. Bad parameters raise here, at once, before any thread starts."""
+               min_interval: float = 0.25, use_cache: bool = True, max_queries: int | None = None,
+               stop_tol: float | None = None, stop_window: int = 3) -> Job:
+        """Start (or reuse) a job. Bad parameters raise here, at once, before any thread starts.
+
+        ``stop_tol`` stops the run once its map has converged (``Explainer.stream``): the budget is then the
+        most it spends, ``queries`` what it spent. None or 0, or a method that cannot stop early, runs in full.
+        """
         explainer = get_explainer(method, seed=seed, **(params or {}))
         full_params = dict(explainer.config)
+        if stop_tol:
+            StopRule(stop_tol, stop_window)             # a bad tolerance or window raises here
+        stop = (float(stop_tol), int(stop_window)) if stop_tol and explainer.early_stop else None
         budget = explainer.query_budget(tuple(x.shape)) + (1 if target is None else 0)
         input_id = input_id or tensor_sha(x)
-        key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer.version)
+        key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer.version, stop)
         base = JobSnapshot(job_id=uuid.uuid4().hex[:12], key=key, model=bb.id, method=method, params=full_params,
-                           seed=seed, target=target, status=QUEUED, budget=budget)
+                           seed=seed, target=target, status=QUEUED, budget=budget,
+                           stop_tol=stop[0] if stop else None, stop_window=stop[1] if stop else 3)
         with self._lock:
             live = self._running.get(key)
             if live is not None and use_cache:
@@ -198,7 +215,8 @@ class Engine:
                 job._publish(status=DONE, saliency=sal, queries=meta.get("queries", budget), progress=1.0,
                              elapsed=0.0, metrics=meta.get("metrics", {}), target=meta.get("target", target),
                              history=tuple(meta.get("history", ())), from_cache=True,
-                             device=meta.get("device") or "", original_elapsed=meta.get("elapsed"))
+                             device=meta.get("device") or "", original_elapsed=meta.get("elapsed"),
+                             converged=bool(meta.get("converged", False)))
                 job._done.set()
                 return job
             self._running[key] = job
@@ -247,7 +265,9 @@ class Engine:
             job._publish(target=target)
         history: list[dict[str, float]] = []
         prev: torch.Tensor | None = None
-        for est in explainer.stream(bb, x, target, min_interval=min_interval):
+        snap0 = job.snapshot()
+        for est in explainer.stream(bb, x, target, min_interval=min_interval, stop_tol=snap0.stop_tol,
+                                    stop_window=snap0.stop_window):
             elapsed = time.perf_counter() - t0
             sal = est.saliency
             # undefined after an all-zero map (e.g. Sobol before its second design): not 1e12
@@ -259,7 +279,7 @@ class Engine:
             first = job.snapshot().first_estimate_s
             job._publish(saliency=sal.numpy().astype(np.float32, copy=False), queries=queries,
                          progress=est.progress, elapsed=elapsed, metrics=dict(est.metrics), extras=dict(est.extras),
-                         history=tuple(history), target=target,
+                         history=tuple(history), target=target, converged=est.converged,
                          first_estimate_s=first if first is not None else elapsed)
             if job.cancelled:
                 return CANCELLED
@@ -272,7 +292,9 @@ class Engine:
             self._store(snap.key, snap.saliency, {
                 "queries": snap.queries, "metrics": snap.metrics, "history": list(snap.history),
                 "elapsed": elapsed, "target": snap.target, "device": snap.device,
-                "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model})
+                "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model,
+                "budget": snap.budget, "converged": snap.converged, "stop_tol": snap.stop_tol,
+                "stop_window": snap.stop_window if snap.stop_tol else None})
         with self._lock:
             self._running.pop(snap.key, None)
         job._done.set()

@@ -27,9 +27,11 @@ def _slot_key(slot: str) -> str:
 
 
 def start_job(slot: str, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any], *,
-              target: int | None, seed: int, input_id: str | None, context: Any = None) -> Job:
+              target: int | None, seed: int, input_id: str | None, context: Any = None,
+              stop_tol: float | None = None, stop_window: int = 3) -> Job:
     """Submit to the shared engine (a cached result comes back finished at once). Bad params raise here."""
-    job = get_engine().submit(bb, x, method, params, target=target, seed=seed, input_id=input_id)
+    job = get_engine().submit(bb, x, method, params, target=target, seed=seed, input_id=input_id,
+                              stop_tol=stop_tol, stop_window=stop_window)
     st.session_state[_slot_key(slot)] = {"id": job.id, "context": context}
     return job
 
@@ -62,9 +64,12 @@ def fmt_seconds(s: float | None) -> str:
 
 
 def progress_text(snap: JobSnapshot) -> str:
-    text = f"{snap.queries:,} / {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
-    if not snap.finished:
-        text += f" · ETA {fmt_seconds(snap.eta)}"
+    if snap.converged:
+        text = f"converged at {snap.queries:,} of {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
+    else:
+        text = f"{snap.queries:,} / {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
+    if not snap.finished:   # with a convergence stop, the time to the end of the budget: at most this
+        text += f" · ETA {'≤ ' if snap.stop_tol else ''}{fmt_seconds(snap.eta)}"
     return text + f" · {snap.status}"
 
 
@@ -94,7 +99,7 @@ def draw_history(snap: JobSnapshot) -> None:
     cols = st.columns(2 if names else 1)
     cols[0].plotly_chart(convergence_figure(snap.history), width="stretch")
     if names:
-        cols[1].plotly_chart(metrics_figure(snap.history, names), width="stretch")
+        cols[1].plotly_chart(metrics_figure(snap.history, names, method=snap.method), width="stretch")
 
 
 def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:
@@ -149,8 +154,28 @@ def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, sh
     return True
 
 
+STOP_WINDOW = 3   # consecutive small changes that stop a run (the page's convergence stop)
+
+
+def stop_control(key_prefix: str, method: str) -> dict[str, Any]:
+    """The optional "Stop when converged" control under the budget line: ``stop_tol`` and ``stop_window`` for
+    ``run_controls`` (``stop_tol`` None when off, or when the method's partial maps are not estimates)."""
+    from explainers.registry import explainer_class
+    can = explainer_class(method).early_stop
+    c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+    on = c1.checkbox("Stop when converged", key=f"{key_prefix}stop_on", disabled=not can,
+                     help="Every 1/20 of the budget the map is compared with the last check; the run stops once "
+                          f"{STOP_WINDOW} changes in a row are below the tolerance. The budget is then the most it "
+                          "spends." if can else "This method's partial maps are not estimates: it runs to the end.")
+    tol = c2.number_input("Tolerance (%)", 0.01, 50.0, 1.0, 0.1, format="%.2f", key=f"{key_prefix}stop_tol",
+                          disabled=not (on and can),
+                          help="Relative change of the normalised map between two checks, in percent.")
+    return {"stop_tol": float(tol) / 100 if on and can else None, "stop_window": STOP_WINDOW}
+
+
 def run_controls(slot: str, key_prefix: str, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any], *,
-                 target: int, seed: int, input_id: str, context: Any, valid: bool = True) -> Job | None:
+                 target: int, seed: int, input_id: str, context: Any, valid: bool = True,
+                 stop_tol: float | None = None, stop_window: int = STOP_WINDOW) -> Job | None:
     """Run and Stop buttons around the slot's job; returns the job for this context (None before a run)."""
     job = current_job(slot, context)
     running = job is not None and not job.snapshot().finished
@@ -158,7 +183,7 @@ def run_controls(slot: str, key_prefix: str, bb: BlackBox, x: torch.Tensor, meth
     if b1.button("▶ Run", type="primary", disabled=not valid or running, key=f"{key_prefix}run", width="stretch"):
         try:
             start_job(slot, bb, x, method, params, target=int(target), seed=seed, input_id=input_id,
-                      context=context)
+                      context=context, stop_tol=stop_tol, stop_window=stop_window)
             st.rerun()  # redraw the page as running (Stop enabled, polling on)
         except (ValueError, TypeError) as e:
             st.error(str(e))

@@ -9,12 +9,15 @@ from typing import Iterable, Sequence
 
 import numpy as np
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 from PIL import Image
 
+from explainers import explainer_class
 from maps import COLORMAPS, resize
 
 HISTORY_AXES = ("queries", "elapsed", "rel_change")
-__all__ = ["COLORMAPS", "convergence_figure", "heatmap_figure", "jpeg_data_uri", "metric_names", "metrics_figure"]
+__all__ = ["COLORMAPS", "convergence_figure", "heatmap_figure", "jpeg_data_uri", "metric_names", "metric_specs",
+           "metrics_figure"]
 
 
 def jpeg_data_uri(rgb: np.ndarray) -> str:
@@ -76,13 +79,51 @@ def metric_names(history: Iterable[dict]) -> list[str]:
     return names
 
 
-def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, height: int = 260) -> go.Figure:
-    """Each live metric against queries."""
+def metric_specs(method: str | None) -> dict:
+    """``{key: Metric}`` as ``method`` declares its diagnostics (``Explainer.metric_specs``); {} for an unknown
+    method or none (its keys are then shown as they are)."""
+    try:
+        return {m.key: m for m in explainer_class(method).metric_specs} if method else {}
+    except KeyError:
+        return {}
+
+
+def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, height: int = 260, *,
+                   method: str | None = None) -> go.Figure:
+    """Each live diagnostic of ``method`` against queries, labelled with its name and unit (as the method
+    declares them in ``metric_specs``; an undeclared key is shown as it is, without a unit). Diagnostics in
+    different units get a panel each, stacked, so no axis mixes units; the y axis names the unit."""
     names = list(names) if names is not None else metric_names(history)
-    fig = go.Figure()
+    specs = metric_specs(method)
+    groups: dict[str, list[str]] = {}                       # unit -> keys, in the order first reported
     for name in names:
-        pts = [(h["queries"], h[name]) for h in history if isinstance(h.get(name), (int, float))]
-        fig.add_trace(go.Scatter(x=[q for q, _ in pts], y=[v for _, v in pts], mode="lines", name=name))
-    fig.update_layout(title="Method metrics", height=height, margin=dict(l=0, r=0, t=30, b=0),
-                      xaxis_title="queries", legend=dict(orientation="h", y=-0.3))
+        groups.setdefault(specs[name].unit if name in specs else "", []).append(name)
+    rows = max(1, len(groups))
+    fig = make_subplots(rows=rows, cols=1, shared_xaxes=True, vertical_spacing=0.08 if rows > 1 else 0.0)
+    for row, (unit, keys) in enumerate(groups.items(), start=1):
+        for name in keys:
+            spec = specs.get(name)
+            label, scale = (spec.label, spec.scale) if spec else (name, 1.0)
+            pts = [(h["queries"], h[name] * scale) for h in history if isinstance(h.get(name), (int, float))]
+            fig.add_trace(go.Scatter(x=[q for q, _ in pts], y=[v for _, v in pts], mode="lines",
+                                     name=spec.title() if spec else name,
+                                     hovertemplate=f"%{{x}} queries<br>{label}: %{{y:.4g}} {unit}<extra></extra>"),
+                          row=row, col=1)
+        # the axis says the unit (the legend says what each line is); without a unit, what the lines are
+        axis = unit or " / ".join(specs[k].label if k in specs else k for k in keys)
+        fig.update_yaxes(title_text=axis, title_font_size=11, row=row, col=1)
+    fig.update_xaxes(title_text="queries", row=rows, col=1)
+    cls_title = _method_title(method)
+    fig.update_layout(title=f"{cls_title} diagnostics" if cls_title else "Method diagnostics",
+                      height=height + 120 * (rows - 1), margin=dict(l=0, r=0, t=30, b=0),
+                      legend=dict(orientation="h", y=-0.3 if rows == 1 else -0.15), showlegend=True)
     return fig
+
+
+def _method_title(method: str | None) -> str:
+    """The short name a title starts with ("LR", "DE-CAM", "RISE"), or "" for an unknown method."""
+    try:
+        title = explainer_class(method).title if method else ""
+    except KeyError:
+        return ""
+    return title.split()[0] if title else method

@@ -16,7 +16,7 @@ from evaluation.metrics import iou
 from explainers.registry import explainer_class
 from models import list_models
 from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure
-from ui.jobs import budget_line, draw_history, draw_progress, live_view, run_controls
+from ui.jobs import budget_line, draw_history, draw_progress, live_view, run_controls, stop_control
 from ui.params import param_widgets
 from maps import COLORMAPS, npy_bytes
 from ui.plots import heatmap_figure
@@ -71,8 +71,9 @@ with left:
         params = param_widgets(cls, bb.device, key_prefix=P)
     seed = int(st.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}seed"))
     valid = budget_line(bb, method, params, seed, x.shape)
+    stop = stop_control(P, method)
     job = run_controls(SLOT, P, bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
-                       context=(inp.input_id, bb.id), valid=valid)
+                       context=(inp.input_id, bb.id), valid=valid, **stop)
 
 with right:
     o1, o2, o3 = st.columns(3)

@@ -16,6 +16,7 @@ import streamlit as st
 from PIL import Image
 
 from explainers import explainer_class, list_explainers
+from models import explained_view
 from evaluation import metrics
 from evaluation.report import CONTROLS, Comparison, add_controls, export_zip, run_from_snapshot, unique_labels
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
@@ -159,7 +160,7 @@ def start_or_stop(bb, x, inp, target: int, specs, context: tuple) -> dict:
         engine, runs = get_engine(), []
         try:
             for label, (_, method, params, seed, _) in zip(unique_labels([s[0] for s in specs]), specs):
-                job = engine.submit(bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id)
+                job = engine.submit(explained_view(bb), x, method, params, target=int(target), seed=seed, input_id=inp.input_id)
                 runs.append((label, job.id))
             state = st.session_state[P + "runs"] = {"context": context, "runs": runs}
         except Exception as e:
@@ -249,7 +250,8 @@ def scores_table(comp: Comparison, target: int, mask) -> None:
                                                         format="%d"),
         "control": st.column_config.CheckboxColumn("control", help="A reference map made without the model"),
     })
-    st.caption(f"Click a column header to sort. Deletion / insertion: {metrics.STEPS} steps, zero / blur substrate, "
+    st.caption(f"Click a column header to sort. The methods explain the class's logit; the scores read its "
+               f"probability. Deletion / insertion: {metrics.STEPS} steps, zero / blur substrate, "
                f"softmax probability of class {int(target)}, trapezoid AUC (RISE protocol). µ-fidelity: "
                f"{metrics.MU_GRID}x{metrics.MU_GRID} grid, {metrics.MU_SAMPLES} subsets, p = {metrics.MU_P}, "
                f"Spearman. Pointing game: ±{metrics.POINTING_TOLERANCE} px; IoU: normalised map ≥ "

@@ -12,9 +12,10 @@ import pandas as pd
 import streamlit as st
 
 from explainers import list_explainers
+from models import EXPLAINED_SCORE, explained_view
 from explainers.registry import explainer_class
 from ui.inputs import image_input
-from ui.jobs import budget_line, draw_history, draw_progress, fmt_seconds, live_view, run_controls
+from ui.jobs import budget_line, draw_history, draw_progress, fmt_seconds, live_view, run_controls, stop_control
 from ui.model_picker import pick_model
 from ui.params import param_widgets, reset_params
 from maps import COLORMAPS, npy_bytes, overlay_png
@@ -22,7 +23,7 @@ from ui.plots import heatmap_figure
 
 P = "explore."          # widget key prefix
 SLOT = "explore"        # job slot in session_state
-SCORE_MODES = {"prob": "probability", "logit": "logit", "logprob": "log-probability"}
+SCORE_MODES = {"logit": "logit", "prob": "probability", "logprob": "log-probability"}   # EXPLAINED_SCORE first
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -76,16 +77,20 @@ with left:
         params = param_widgets(cls, bb.device, key_prefix=P)
         st.button("Reset to this device's defaults", on_click=reset_params, args=(cls, P), key=f"{P}reset")
     c1, c2 = st.columns(2)
-    score_mode = "prob"
+    score_mode = EXPLAINED_SCORE
     if bb.outputs != "scores":
         score_mode = c1.selectbox("Score explained", list(SCORE_MODES), format_func=SCORE_MODES.get,
-                                  key=f"{P}score_mode", help="The output the method perturbs and reads.")
+                                  key=f"{P}score_mode",
+                                  help="The output the method perturbs and reads. The logit is the class's own "
+                                       "evidence; the probability also moves when a competing class does, and "
+                                       "maps localise worse in it (docs/measurements.md, localisation).")
     seed = int(c2.number_input("Seed", 0, 2**31 - 1, 0, key=f"{P}seed"))
 
-    run_bb = bb.view(score_mode=score_mode) if bb.outputs != "scores" else bb
+    run_bb = explained_view(bb, score_mode)
     valid = budget_line(run_bb, method, params, seed, x.shape)
+    stop = stop_control(P, method)
     job = run_controls(SLOT, P, run_bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
-                       context=(inp.input_id, run_bb.id), valid=valid)
+                       context=(inp.input_id, run_bb.id), valid=valid, **stop)
 
 with right:
     o1, o2 = st.columns(2)

@@ -211,3 +211,48 @@ def test_torchscript_upload_and_bad_model_file():
     preds = top5(at)
     assert len(preds) == 5 and all(c.startswith("thing ") for c in preds["class"])
     assert 0 < preds["probability"].sum() <= 1 + 1e-6 and preds["probability"].is_monotonic_decreasing
+
+
+@pytest.fixture()
+def settles():
+    """A throwaway method whose map has its final shape from the first query on (1 query per step), so a
+    convergence stop is exact: checks every 2 of 40 queries, the first has nothing to compare with, the next
+    3 changes are 0, so it stops at 8 queries on any machine and batch size."""
+    import torch
+
+    from explainers import Explainer, Param, Readout, Step, register_explainer, unregister_explainer
+
+    class Settles(Explainer):
+        name = "test_settles"
+        title = "Settles (test)"
+        modalities = ("image",)
+        param_specs = (Param("n", "int", 40, 4, 400, help="Queries, one per step."),)
+
+        def query_budget(self, input_shape):
+            return self.n
+
+        def _iterate(self, bb, x, target):
+            ramp = torch.linspace(0, 1, x.shape[-1]).expand(x.shape[-2:])
+            for i in range(self.n):
+                s = float(bb(x.unsqueeze(0))[0, target])
+                yield Step(i + 1, (i + 1) / self.n, lambda s=s: Readout(ramp * s))
+
+    register_explainer(Settles)
+    yield Settles.name
+    unregister_explainer(Settles.name)
+
+
+@pytest.mark.slow  # ~20 s on 2 cores, most of it loading the model and measuring its batch size
+def test_stop_when_converged_reports_the_queries_spent(settles, downloads):
+    at = open_explore()
+    at.selectbox(key="explore.method").set_value(settles).run()
+    assert any("**Query budget:** 40 queries" in m.value for m in at.markdown)   # the most it can spend
+    assert at.number_input(key="explore.stop_tol").disabled                      # off by default
+    at.checkbox(key="explore.stop_on").check().run()
+    assert at.number_input(key="explore.stop_tol").value == 1.0                  # percent
+    run_to_end(at)
+    assert not at.exception and not at.error
+    assert "converged at 8 of 40 queries" in at.get("progress")[0].proto.text
+    record = json.loads(next(v for k, v in downloads.items() if k.endswith(".json")))
+    assert record["queries"] == 8 and record["budget"] == 40 and record["converged"] is True
+    assert record["stop_tol"] == 0.01 and record["stop_window"] == 3 and record["status"] == "done"

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from explainers import Readout, explainer_class, get_explainer, list_explainers
+from explainers import Metric, Readout, explainer_class, get_explainer, list_explainers
 from models import BlackBox, load_model
 
 # Small but meaningful budgets; methods not listed get their defaults shrunk within their declared ranges.
@@ -119,6 +119,39 @@ def test_contract(name, params, tiny_mod, x32):
     v3 = bb.view()
     get_explainer(name, seed=7, **params).explain(v3, x32)
     assert v3.queries == budget + 1
+
+
+BLACK_BOX_CASES = [(n, kw) for n, kw in CASES if not explainer_class(n).white_box]
+
+
+@pytest.mark.parametrize("name,params", BLACK_BOX_CASES,
+                         ids=[n if kw is None else f"{n}-{i}" for i, (n, kw) in enumerate(BLACK_BOX_CASES)])
+def test_metrics_are_declared_labelled_and_reported(name, params, tiny_mod, x32):
+    """Every black-box method says what its live diagnostics are (metric_specs: a readable label, a unit where
+    there is one) and reports at least one of them; it reports no key it did not declare, and the final
+    estimate's values are finite (earlier ones may be NaN while a diagnostic is not defined yet)."""
+    cls = explainer_class(name)
+    if "image" not in cls.modalities:
+        pytest.skip(f"{name} does not take images")
+    specs = cls.metric_specs
+    assert specs and all(isinstance(m, Metric) for m in specs), f"{name} declares no metric_specs"
+    keys = [m.key for m in specs]
+    assert len(set(keys)) == len(keys), f"{name}: a metric declared twice"
+    for m in specs:
+        assert m.label.strip() and m.label != m.key and "_" not in m.label, f"{name}: {m.key} needs a label"
+        assert m.scale > 0 and math.isfinite(m.scale)
+    params_given, params = params, (tiny_params(name) if params is None else params)
+    ests = list(get_explainer(name, seed=7, **params).stream(callable_box(tiny_mod).view(), x32, 3,
+                                                               min_interval=0))
+    reported = {k for est in ests for k in est.metrics}
+    assert reported & set(keys), f"{name} reports none of its declared metrics"
+    assert reported <= set(keys), f"{name} reports undeclared metrics {sorted(reported - set(keys))}"
+    for est in ests:
+        assert all(isinstance(v, float) and (math.isfinite(v) or v != v) for v in est.metrics.values())
+    final = ests[-1].metrics
+    assert any(math.isfinite(v) for v in final.values()), final
+    if params_given is None:   # a variant may end undefined (LR with under two draws per block: no error bar)
+        assert all(math.isfinite(v) for v in final.values()), final
 
 
 @pytest.mark.parametrize("name", list_explainers(white_box=True))

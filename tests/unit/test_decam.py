@@ -55,6 +55,32 @@ def test_spectrogram_input_uses_time_frequency_patches():
     assert mass_in(sal, region) >= 0.8
 
 
+def test_relative_score_keeps_lambda_meaningful_for_a_weak_class():
+    # a class the model gives 5 % (ranked fifth, say): with the raw score lam x area outweighs anything the
+    # mask can keep, the empty mask wins and the map says nothing; the share of the decision kept does not care
+    x = noise_image()
+    strong = region_box(x)
+    weak = BlackBox(lambda b: 0.05 * strong.forward_raw(b), labels=["a", "b"], input_shape=x.shape)
+    kw = dict(grid_size=8, upsampling="nearest", population=24, generations=150, map_from="best")
+    relative = get_explainer("decam", seed=0, **kw).explain(weak, x, 0)
+    raw = get_explainer("decam", seed=0, score="raw", **kw).explain(weak, x, 0)
+    print(f"mass in the region: relative {mass_in(relative, REGION):.2f}, raw {mass_in(raw, REGION):.2f}")
+    assert mass_in(relative, REGION) >= 0.7
+    assert mass_in(raw, REGION) < 0.4
+
+
+def test_regression_map_recovers_each_genes_effect():
+    # the default map: least squares of the decision on the genes, accumulated batch by batch as the search goes
+    from explainers.decam import _Effects
+    g = torch.Generator().manual_seed(0)
+    genes = torch.rand(300, 4, generator=g)
+    truth = torch.tensor([1.0, -2.0, 0.0, 3.0])
+    effects = _Effects(4, "cpu")
+    for part in genes.split(24):          # one generation at a time
+        effects.add(part, 0.5 + part @ truth)
+    torch.testing.assert_close(effects.solve(), truth, atol=0.03, rtol=0)   # the ridge shrinks a little
+
+
 def test_same_seed_same_map_other_seed_other_map():
     x = noise_image()
     bb = region_box(x)
@@ -67,14 +93,16 @@ def test_same_seed_same_map_other_seed_other_map():
 
 
 @pytest.mark.parametrize("params", [dict(population=5, generations=3), dict(population=4, generations=1),
-                                    dict(population=6, generations=2, deletion_weight=0.5)])
+                                    dict(population=6, generations=2, deletion_weight=0.5),
+                                    dict(population=5, generations=2, score="raw")])
 def test_budget_is_exact_without_early_stop(params):
     x = noise_image()
     bb = region_box(x)
     e = get_explainer("decam", seed=0, grid_size=4, **params)
     last = list(e.stream(bb, x, 0))[-1]
     per = 2 if params.get("deletion_weight") else 1
-    assert e.query_budget(x.shape) == params["population"] * (params["generations"] + 1) * per
+    reference = 2 if params.get("score", "relative") == "relative" else 0    # f(x) and f(x0)
+    assert e.query_budget(x.shape) == params["population"] * (params["generations"] + 1) * per + reference
     assert bb.queries == e.query_budget(x.shape) == last.queries
     assert last.done and last.progress == 1.0
 
@@ -85,7 +113,7 @@ def test_early_stop_after_patience_generations_without_improvement():
     bb = BlackBox(lambda b: torch.ones(b.shape[0], 2) * 0.5, labels=["a", "b"], input_shape=x.shape)
     e = get_explainer("decam", seed=0, grid_size=4, population=6, generations=50, lam=0.0, patience=3)
     ests = list(e.stream(bb, x, 0, min_interval=0))
-    assert bb.queries == ests[-1].queries == 6 * (1 + 3) < e.query_budget(x.shape)
+    assert bb.queries == ests[-1].queries == 6 * (1 + 3) + 2 < e.query_budget(x.shape)
     assert ests[-1].done and ests[-1].extras["generation"] == 3
 
 
@@ -102,7 +130,7 @@ def test_streams_one_estimate_per_generation_with_fitness_metrics():
         assert set(est.metrics) == {"best_fitness", "mean_fitness", "diversity"}
         assert est.metrics["mean_fitness"] <= est.metrics["best_fitness"]
         assert 0.0 <= float(est.saliency.min()) and float(est.saliency.max()) <= 1.0
-    assert [est.queries for est in ests[:-1]] == [8 * (g + 1) for g in range(7)]
+    assert [est.queries for est in ests[:-1]] == [8 * (g + 1) + 2 for g in range(7)]
 
 
 def test_population_mean_map_and_bad_parameters():
@@ -122,4 +150,4 @@ def test_runs_on_the_bundled_model(effnet, cat_x):
     e = get_explainer("decam", seed=0, grid_size=4, population=4, generations=1)
     sal = e.explain(bb, cat_x, 285)
     assert sal.shape == (224, 224) and torch.isfinite(sal).all()
-    assert bb.queries == 8
+    assert bb.queries == 8 + 2

@@ -28,9 +28,9 @@ def scene():
     return x, presence_box(x, REGION)
 
 
-# Known failures (issue 18, open): at these budgets DAX's map is constant and DE-CAM's misses the region.
-# strict: the test fails as soon as one of them starts to pass, so the mark cannot outlive the bug.
-KNOWN_MISSES = {"dax", "decam"}
+# Known failures, marked strict xfail with their issue: the test fails as soon as one of them starts to pass,
+# so the mark cannot outlive the bug. None now (issue 18: DAX's map was constant here, SLIC gave one segment).
+KNOWN_MISSES: set[str] = set()
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason="issue 18"))
