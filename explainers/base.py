@@ -121,6 +121,8 @@ class Step:
 
 
 SMALL_INPUT = 64 * 64   # pixels; at or below, one input costs the model little, so a call takes more of them
+STOP_CHECKS = 20        # a convergence check every 1/20 of the budget (stream's stop_tol)
+STOP_WINDOW = 3         # consecutive changes below the tolerance that stop a run (stream's stop_window)
 
 
 class Explainer:
@@ -190,7 +192,7 @@ class Explainer:
 
     def stream(self, bb: BlackBox, x: torch.Tensor, target: int | None = None, *,
                min_interval: float = 0.25, stop_tol: float | None = None,
-               stop_window: int = 3) -> Iterator[Estimate]:
+               stop_window: int = STOP_WINDOW) -> Iterator[Estimate]:
         """Yield estimates as they improve; the last one has ``progress == 1`` and ``done``.
 
         ``target=None`` explains the top class, at the cost of one extra query.
@@ -328,14 +330,11 @@ def target_scores(bb: BlackBox, batch: torch.Tensor, target: int) -> torch.Tenso
     return bb(batch)[:, target]
 
 
-STOP_CHECKS = 20   # a convergence check every 1/20 of the budget (stream's stop_tol)
-
-
 class StopRule:
     """Convergence stop on fixed query fractions: ``due(progress)`` says a check point was passed, ``update(map)``
     records the change since the last check and says whether the last ``window`` changes are all below ``tol``."""
 
-    def __init__(self, tol: float, window: int = 3, checks: int = STOP_CHECKS):
+    def __init__(self, tol: float, window: int = STOP_WINDOW, checks: int = STOP_CHECKS):
         if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
             raise ValueError(f"stop_tol must be a finite number >= 0, got {tol!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:

@@ -71,12 +71,19 @@ def rectangles(shape: tuple[int, int], n_segments: int, device=None) -> torch.Te
 
 
 def segment(x: torch.Tensor, method: str = "slic", n_segments: int = 50, modality: str = "image") -> torch.Tensor:
-    """Labels (H, W) for an input (C, H, W): superpixels for images, rectangles for audio or ``method='grid'``."""
+    """Labels (H, W) for an input (C, H, W): superpixels for images, rectangles for audio or ``method='grid'``
+    (and in place of SLIC superpixels that come out at fewer than half of ``n_segments``)."""
     if method not in SEGMENTATIONS:
         raise ValueError(f"unknown segmentation {method!r}; choose one of {SEGMENTATIONS}")
     if modality == "audio" or method == "grid":
         return rectangles(tuple(x.shape[-2:]), n_segments, device=x.device)
-    return superpixels(x, method, n_segments)
+    labels = superpixels(x, method, n_segments)
+    if method == "slic" and int(labels.max()) + 1 < n_segments / 2:
+        # SLIC (Lab, compactness 10) under-segments texture and noise: 15-18 of 50 segments on grass or gravel,
+        # one segment spilling far over an object, a single segment on a noise picture (a constant map). A grid
+        # of the count asked for instead (DAX, issue 18: explainers/dax.py)
+        return rectangles(tuple(x.shape[-2:]), n_segments, device=x.device)
+    return labels
 
 
 def one_hot(labels: torch.Tensor, k: int | None = None) -> torch.Tensor:

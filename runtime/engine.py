@@ -23,7 +23,7 @@ import torch
 from models.base import BlackBox, QueryBudgetExceeded, cache_root, pick_device
 
 from evaluation.provenance import package_versions
-from explainers.base import StopRule, check_input
+from explainers.base import STOP_WINDOW, StopRule, check_input
 from explainers.registry import get_explainer
 
 RUNNING, QUEUED, DONE, CANCELLED, ERROR, STOPPED = "running", "queued", "done", "cancelled", "error", "stopped"
@@ -64,7 +64,7 @@ class JobSnapshot:
     device: str = ""                            # where the map was computed ("" until the job starts)
     original_elapsed: float | None = None       # a cached result: the wall time of the run that computed it
     stop_tol: float | None = None               # stop when converged (Explainer.stream); budget is then the most
-    stop_window: int = 3
+    stop_window: int = STOP_WINDOW
     converged: bool = False                     # the run stopped early, converged, at ``queries`` of ``budget``
 
     @property
@@ -186,7 +186,7 @@ class Engine:
     def submit(self, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any] | None = None,
                target: int | None = None, seed: int = 0, input_id: str | None = None, *,
                min_interval: float = 0.25, use_cache: bool = True, max_queries: int | None = None,
-               stop_tol: float | None = None, stop_window: int = 3) -> Job:
+               stop_tol: float | None = None, stop_window: int = STOP_WINDOW) -> Job:
         """Start (or reuse) a job. Bad parameters raise here, at once, before any thread starts.
 
         ``stop_tol`` stops the run once its map has converged (``Explainer.stream``): the budget is then the
@@ -202,7 +202,7 @@ class Engine:
         key = self.cache_key(input_id, bb.id, method, full_params, seed, target, explainer.version, stop)
         base = JobSnapshot(job_id=uuid.uuid4().hex[:12], key=key, model=bb.id, method=method, params=full_params,
                            seed=seed, target=target, status=QUEUED, budget=budget,
-                           stop_tol=stop[0] if stop else None, stop_window=stop[1] if stop else 3)
+                           stop_tol=stop[0] if stop else None, stop_window=stop[1] if stop else STOP_WINDOW)
         with self._lock:
             live = self._running.get(key)
             if live is not None and use_cache:

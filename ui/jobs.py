@@ -14,6 +14,8 @@ from typing import Any, Callable
 import streamlit as st
 import torch
 
+from explainers.base import STOP_WINDOW
+from explainers.registry import explainer_class
 from runtime.engine import Job, JobSnapshot
 from models import BlackBox
 from ui.plots import convergence_figure, metric_names, metrics_figure
@@ -28,7 +30,7 @@ def _slot_key(slot: str) -> str:
 
 def start_job(slot: str, bb: BlackBox, x: torch.Tensor, method: str, params: dict[str, Any], *,
               target: int | None, seed: int, input_id: str | None, context: Any = None,
-              stop_tol: float | None = None, stop_window: int = 3) -> Job:
+              stop_tol: float | None = None, stop_window: int = STOP_WINDOW) -> Job:
     """Submit to the shared engine (a cached result comes back finished at once). Bad params raise here."""
     job = get_engine().submit(bb, x, method, params, target=target, seed=seed, input_id=input_id,
                               stop_tol=stop_tol, stop_window=stop_window)
@@ -154,13 +156,9 @@ def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, sh
     return True
 
 
-STOP_WINDOW = 3   # consecutive small changes that stop a run (the page's convergence stop)
-
-
 def stop_control(key_prefix: str, method: str) -> dict[str, Any]:
     """The optional "Stop when converged" control under the budget line: ``stop_tol`` and ``stop_window`` for
     ``run_controls`` (``stop_tol`` None when off, or when the method's partial maps are not estimates)."""
-    from explainers.registry import explainer_class
     can = explainer_class(method).early_stop
     c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
     on = c1.checkbox("Stop when converged", key=f"{key_prefix}stop_on", disabled=not can,

@@ -82,10 +82,8 @@ def metric_names(history: Iterable[dict]) -> list[str]:
 def metric_specs(method: str | None) -> dict:
     """``{key: Metric}`` as ``method`` declares its diagnostics (``Explainer.metric_specs``); {} for an unknown
     method or none (its keys are then shown as they are)."""
-    try:
-        return {m.key: m for m in explainer_class(method).metric_specs} if method else {}
-    except KeyError:
-        return {}
+    cls = _method_class(method)
+    return {m.key: m for m in cls.metric_specs} if cls else {}
 
 
 def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, height: int = 260, *,
@@ -120,10 +118,17 @@ def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, 
     return fig
 
 
+def _method_class(method: str | None):
+    """The registered explainer class of ``method``, or None (no method, or one the registry does not know)."""
+    try:
+        return explainer_class(method) if method else None
+    except KeyError:
+        return None
+
+
 def _method_title(method: str | None) -> str:
     """The short name a title starts with ("LR", "DE-CAM", "RISE"), or "" for an unknown method."""
-    try:
-        title = explainer_class(method).title if method else ""
-    except KeyError:
+    cls = _method_class(method)
+    if cls is None:
         return ""
-    return title.split()[0] if title else method
+    return cls.title.split()[0] if cls.title else method

@@ -23,7 +23,7 @@ from ui.plots import heatmap_figure
 
 P = "explore."          # widget key prefix
 SLOT = "explore"        # job slot in session_state
-SCORE_MODES = {"logit": "logit", "prob": "probability", "logprob": "log-probability"}   # EXPLAINED_SCORE first
+SCORE_MODES = {"prob": "probability", "logit": "logit", "logprob": "log-probability"}
 
 
 @st.cache_data(max_entries=64, show_spinner=False)
@@ -80,7 +80,7 @@ with left:
     score_mode = EXPLAINED_SCORE
     if bb.outputs != "scores":
         score_mode = c1.selectbox("Score explained", list(SCORE_MODES), format_func=SCORE_MODES.get,
-                                  key=f"{P}score_mode",
+                                  index=list(SCORE_MODES).index(EXPLAINED_SCORE), key=f"{P}score_mode",
                                   help="The output the method perturbs and reads. The logit is the class's own "
                                        "evidence; the probability also moves when a competing class does, and "
                                        "maps localise worse in it (docs/measurements.md, localisation).")
