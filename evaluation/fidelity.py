@@ -17,8 +17,9 @@ def true_gradient(bb, x: torch.Tensor, target: int) -> torch.Tensor:
         raise ValueError(f"gradient_fidelity: x must be a tensor (C, H, W), got {getattr(x, 'shape', type(x))}")
     xi = x.detach().to(bb.device, torch.float32).unsqueeze(0).requires_grad_(True)
     with torch.enable_grad():
-        # the model's own forward + score mapping, gradients on (no inference_mode, no query counted)
-        score = bb.to_score(bb.forward_raw(xi).float())[0, int(target)]
+        # the torch module + the score mapping, gradients on (no inference_mode, no query counted); the queries
+        # may run on a faster copy (models.backends), checked against this module when it was made
+        score = bb.to_score(bb.module(xi).float())[0, int(target)]
         (g,) = torch.autograd.grad(score, xi)
     return g[0].detach()
 

@@ -10,7 +10,6 @@ import copy
 import json
 import os
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Sequence, TypeVar
 
@@ -18,6 +17,8 @@ import numpy as np
 import torch
 
 from maps import normalise
+
+from .tuning import measure_fastest_batch
 
 SCORE_MODES = ("prob", "logit", "logprob")
 # The score the app, the benches and the command line explain unless told otherwise. A class's logit is its own
@@ -122,6 +123,10 @@ class BlackBox:
         self.modality = modality
         self.max_queries = max_queries
         self.meta = dict(meta or {})
+        self._runner: Callable[[torch.Tensor], torch.Tensor] | None = None
+        # what serves the queries: "torch" for a module until models.backends moves them; "callable" otherwise
+        self.backend = "torch" if self.module is not None else "callable"
+        self.backend_note = ""
         self._start_counters()
 
     def _start_counters(self) -> None:
@@ -209,14 +214,25 @@ class BlackBox:
         """The model's raw outputs (N, K) for a batch: not counted, no score mapping, autograd not switched off.
 
         The hook a subclass overrides to reach its model another way. Here: ``fn`` on chunks of ``batch_size``.
-        ``evaluation.fidelity`` calls it with gradients on to differentiate exactly what ``__call__`` serves.
         """
         bs = self.batch_size
         x = x.to(self.device, torch.float32, non_blocking=True)
         outs = [self._forward_chunk(x[i:i + bs]) for i in range(0, x.shape[0], bs)]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
 
+    def set_runner(self, runner: Callable[[torch.Tensor], torch.Tensor], backend: str, *, note: str = "",
+                   batch_size: int | None = None) -> None:
+        """Serve the queries with ``runner`` (a faster copy of ``module``: ``models.backends``); the module stays
+        for the white-box references and autograd."""
+        self._runner, self.backend, self.backend_note = runner, backend, note
+        self._batch_size = int(batch_size) if batch_size else None
+
     def _forward_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
+        if self._runner is not None:
+            return self._runner(chunk).to(self.device)
+        return self._torch_chunk(chunk)
+
+    def _torch_chunk(self, chunk: torch.Tensor) -> torch.Tensor:
         if self._channels_last:
             chunk = chunk.contiguous(memory_format=torch.channels_last)
         out = self.fn(chunk)
@@ -262,7 +278,8 @@ class BlackBox:
         """Measure once per model and device (cached on disk); callables get a fixed 64."""
         if self.module is None or self.input_shape is None:
             return 64
-        key = f"{self.name}|{self.device}|{torch.__version__}|{torch.get_num_threads()}|cl={self._channels_last}"
+        key = (f"{self.name}|{self.device}|{torch.__version__}|{torch.get_num_threads()}|cl={self._channels_last}"
+               f"|{self.backend}")
         path = cache_root() / "batch_sizes.json"
         try:
             known = json.loads(path.read_text())
@@ -297,47 +314,6 @@ class BlackBox:
     def __repr__(self) -> str:
         return (f"BlackBox({self.name!r}, input_shape={self.input_shape}, classes={self.num_classes}, "
                 f"score_mode={self.score_mode!r}, device={self.device})")
-
-
-def measure_fastest_batch(forward: Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int],
-                          device: torch.device, rounds: int = 3) -> int:
-    """Time per input at a few batch sizes and keep the fastest (the time to fill one batch is bounded).
-
-    The sizes are timed in turn, round after round, and each keeps its best time: a burst of load from another
-    process then slows every size alike instead of whichever size was being timed (measured one size after the
-    other, a busy moment once cached batch 1 for EfficientNet-Lite0, and the default runs took 1.7-1.9x as long
-    as at batch 4). ``bench/batch_sizes.py`` prints what each size costs.
-    """
-    sizes = [1, 2, 4, 8, 16, 32] if device.type == "cpu" else [16, 32, 64, 128, 256]
-    per = {}
-
-    def timed(bs: int) -> float:
-        x = batches[bs]
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        forward(x)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        return (time.perf_counter() - t0) / bs
-
-    with torch.inference_mode():
-        batches = {}
-        for bs in list(sizes):
-            batches[bs] = torch.randn(bs, *input_shape, device=device)
-            forward(batches[bs])  # warm-up
-            per[bs] = timed(bs)
-            if device.type == "cpu" and per[bs] * bs > 0.5:  # larger batches would only be slower to fill
-                sizes = sizes[:sizes.index(bs) + 1]
-                break
-        for _ in range(rounds - 1):
-            for bs in sizes:
-                per[bs] = min(per[bs], timed(bs))
-    best, best_t = sizes[0], float("inf")
-    for bs in sizes:
-        if per[bs] < best_t * 0.97:  # a larger batch must be clearly faster (latency to first estimate)
-            best, best_t = bs, per[bs]
-    return best
 
 
 def explained_view(bb: "BlackBox", score_mode: str = EXPLAINED_SCORE) -> "BlackBox":

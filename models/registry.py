@@ -5,6 +5,7 @@ decorated loader (as in timm / torchvision).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Callable
 
@@ -48,9 +49,22 @@ def model_info(name: str) -> ModelInfo:
                        f"or 'torchvision:<architecture>'") from None
 
 
-def load_model(name: str, device=None, score_mode: str = "prob", **kwargs) -> BlackBox:
-    """Load a registered model (or ``torchvision:<arch>``) as a BlackBox; ``device=None`` picks CUDA if present."""
+def load_model(name: str, device=None, score_mode: str = "prob", backend: str = "auto", threads: int | None = None,
+               **kwargs) -> BlackBox:
+    """Load a registered model (or ``torchvision:<arch>``) as a BlackBox; ``device=None`` picks CUDA if present.
+
+    ``backend``: what serves the queries of a torch model (``models.backends``): ``"auto"`` (ONNX Runtime on the
+    CPU where it checks out and is measured faster, else torch), ``"torch"``, ``"onnxruntime"`` or
+    ``"compile"``; ``bb.backend`` says which one runs. ``threads``: ONNX Runtime's thread count (default:
+    measured). ``$SALIENCY_BACKEND`` overrides ``"auto"``, ``$SALIENCY_THREADS`` the measured thread count.
+    """
+    from .backends import use_backend
     if name.startswith("torchvision:"):
         from .loaders import load_torchvision
-        return load_torchvision(name.split(":", 1)[1], device=device, score_mode=score_mode, **kwargs)
-    return model_info(name).loader(device=device, score_mode=score_mode, **kwargs)
+        bb = load_torchvision(name.split(":", 1)[1], device=device, score_mode=score_mode, **kwargs)
+    else:
+        bb = model_info(name).loader(device=device, score_mode=score_mode, **kwargs)
+    if backend == "auto":
+        backend = os.environ.get("SALIENCY_BACKEND") or "auto"
+    threads = threads or int(os.environ.get("SALIENCY_THREADS") or 0) or None
+    return use_backend(bb, backend, threads=threads)

@@ -62,6 +62,7 @@ class JobSnapshot:
     error: str | None = None
     first_estimate_s: float | None = None
     device: str = ""                            # where the map was computed ("" until the job starts)
+    backend: str = ""                           # what served the queries there (BlackBox.backend)
     original_elapsed: float | None = None       # a cached result: the wall time of the run that computed it
     stop_tol: float | None = None               # stop when converged (Explainer.stream); budget is then the most
     stop_window: int = STOP_WINDOW
@@ -86,7 +87,7 @@ class JobSnapshot:
                 "target": self.target, "queries": self.queries, "budget": self.budget, "status": self.status,
                 "wall_time_s": round(self.elapsed, 4), "from_cache": self.from_cache, "cache_key": self.key,
                 "final_metrics": self.metrics, "versions": package_versions(),
-                "device": self.device or None, "stop_tol": self.stop_tol,
+                "device": self.device or None, "backend": self.backend or None, "stop_tol": self.stop_tol,
                 "stop_window": self.stop_window if self.stop_tol else None, "converged": self.converged}
 
 
@@ -215,7 +216,8 @@ class Engine:
                 job._publish(status=DONE, saliency=sal, queries=meta.get("queries", budget), progress=1.0,
                              elapsed=0.0, metrics=meta.get("metrics", {}), target=meta.get("target", target),
                              history=tuple(meta.get("history", ())), from_cache=True,
-                             device=meta.get("device") or "", original_elapsed=meta.get("elapsed"),
+                             device=meta.get("device") or "", backend=meta.get("backend") or "",
+                             original_elapsed=meta.get("elapsed"),
                              converged=bool(meta.get("converged", False)))
                 job._done.set()
                 return job
@@ -241,7 +243,7 @@ class Engine:
         try:
             with self._slots:
                 t0 = time.perf_counter()
-                job._publish(status=RUNNING, device=str(bb.device))
+                job._publish(status=RUNNING, device=str(bb.device), backend=bb.backend)
                 status = self._stream(job, explainer, bb, x, target, min_interval, t0)
         except QueryBudgetExceeded as e:
             status, error = STOPPED, f"Stopped at the query budget: {e}. The partial estimate is kept."
@@ -292,7 +294,7 @@ class Engine:
             self._store(snap.key, snap.saliency, {
                 "queries": snap.queries, "metrics": snap.metrics, "history": list(snap.history),
                 "elapsed": elapsed, "target": snap.target, "device": snap.device,
-                "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model,
+                "backend": snap.backend, "method": snap.method, "params": snap.params, "seed": snap.seed, "model": snap.model,
                 "budget": snap.budget, "converged": snap.converged, "stop_tol": snap.stop_tol,
                 "stop_window": snap.stop_window if snap.stop_tol else None})
         with self._lock:

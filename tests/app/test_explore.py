@@ -213,6 +213,33 @@ def test_torchscript_upload_and_bad_model_file():
     assert 0 < preds["probability"].sum() <= 1 + 1e-6 and preds["probability"].is_monotonic_decreasing
 
 
+def test_onnx_upload_reads_the_size_from_the_file_and_refuses_a_corrupt_one():
+    """An ONNX file fixing 32 x 32 classifies the example photo with the form left at 224; a corrupt file is
+    refused with a message and the page keeps running."""
+    import warnings
+
+    import torch
+
+    from models.zoo import TinyCNN
+
+    buf = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(TinyCNN().eval(), (torch.zeros(1, 3, 32, 32),), buf, dynamo=False,
+                          input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    at = open_explore()
+    at.radio(key="explore.model_source").set_value("ONNX file").run()
+    at.text_area(key="explore.onnx_labels").set_value("\n".join(f"thing {i}" for i in range(10))).run()
+    at.file_uploader(key="explore.onnx_file").set_value(("tiny.onnx", b"\x08garbage" * 40, "application/octet-stream")).run()
+    assert not at.exception
+    assert any("tiny.onnx" in e.value and "Not an ONNX model" in e.value for e in at.error)
+    at.file_uploader(key="explore.onnx_file").set_value(("tiny.onnx", buf.getvalue(), "application/octet-stream")).run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any("Input 3 x 32 x 32" in c.value and "ONNX Runtime" in c.value for c in at.caption)
+    preds = top5(at)
+    assert len(preds) == 5 and all(c.startswith("thing ") for c in preds["class"])
+
+
 @pytest.fixture()
 def settles():
     """A throwaway method whose map has its final shape from the first query on (1 query per step), so a

@@ -3,6 +3,7 @@
 Never `playwright install`: the browser is /usr/bin/chromium (`make system-deps` installs it).
 """
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -53,6 +54,11 @@ def app_url(tmp_path_factory):
     # One torch thread: on an oversubscribed CI box (load >> cores) 2-thread OpenMP regions stall at their
     # barriers and 10 queries took > 150 s in the server; with one thread the same run takes seconds.
     env.setdefault("OMP_NUM_THREADS", "1")
+    env.setdefault("SALIENCY_THREADS", "1")          # ONNX Runtime's threads likewise
+    # the model's ONNX export, made once for the whole test run (the results cache stays private)
+    shared = Path(os.environ["SALIENCY_CACHE_DIR"]) / "onnx"
+    if shared.is_dir():
+        shutil.copytree(shared, tmp / "cache" / "onnx")
     python = ROOT / ".venv" / "bin" / "python"
     cmd = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",

@@ -60,14 +60,16 @@ def test_public_counting_and_score_transform():
     torch.testing.assert_close(bb.view(score_mode="logit").to_score(raw), raw)
 
 
-def test_forward_raw_keeps_autograd_and_counts_nothing(tiny):
+def test_forward_raw_counts_nothing_and_the_torch_backend_keeps_autograd(tiny):
     x = torch.randn(1, 3, 32, 32, requires_grad=True)
-    out = tiny.forward_raw(x)
-    assert out.shape == (1, 10) and out.requires_grad and tiny.queries == 0
-    (g,) = torch.autograd.grad(tiny.to_score(out)[0, 3], x)
-    assert g.shape == x.shape and float(g.abs().sum()) > 0
     with torch.no_grad():
         torch.testing.assert_close(tiny.to_score(tiny.forward_raw(x)), tiny(x.detach()))
+    assert tiny.queries == 1                      # the call above; forward_raw counted nothing
+    plain = load_model("tiny_cnn", device="cpu", backend="torch")
+    out = plain.forward_raw(x)
+    assert plain.backend == "torch" and out.shape == (1, 10) and out.requires_grad and plain.queries == 0
+    (g,) = torch.autograd.grad(plain.to_score(out)[0, 3], x)
+    assert g.shape == x.shape and float(g.abs().sum()) > 0
 
 
 def test_http_view_is_an_http_blackbox_with_its_own_counts_and_budget():
