@@ -237,6 +237,12 @@ def rank_correlation(maps: Mapping[str, Any] | Sequence[Any]) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------- all at once
+def metric_query_count(mu: bool = True, steps: int = STEPS, nb_samples: int = MU_SAMPLES) -> int:
+    """Model queries :func:`evaluate` spends on one map: deletion and insertion (``steps + 1`` each) and, with
+    ``mu``, µ-fidelity (``nb_samples`` subsets + the unperturbed input). Known before scoring, for the budget."""
+    return 2 * (int(steps) + 1) + (int(nb_samples) + 1 if mu else 0)
+
+
 def evaluate(bb: BlackBox, x: torch.Tensor, target: int, saliency: Any, *, mask: Any = None,
              mu: bool = True, seed: int = 0, **options: Any) -> dict[str, Any]:
     """Every score the Compare page shows, with the curves and the metric queries (apart from the explanation's).

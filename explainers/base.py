@@ -187,6 +187,11 @@ class Explainer:
         """Exact number of model queries ``explain`` makes for an input of this shape and a given target."""
         raise NotImplementedError
 
+    def extra_seconds(self, input_shape: Sequence[int], device: torch.device | str, modality: str = "image") -> float:
+        """Seconds of work besides the queries (training a student, fitting a model), as measured on ``device``;
+        0 for methods whose time is their queries. ``runtime.estimate`` adds it to the budget's time."""
+        return 0.0
+
     def _iterate(self, bb: BlackBox, x: torch.Tensor, target: int) -> Iterator[Step]:
         raise NotImplementedError
 

@@ -73,6 +73,7 @@ Queries: exactly ``n_samples`` (training is local).
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -84,7 +85,7 @@ from maps import normalise
 
 from .base import Explainer, Metric, Param, Readout, Step
 from .registry import register_explainer
-from .segments import paint, segment, segment_means
+from .segments import paint, rectangles, segment, segment_means
 
 RES = 64          # internal resolution of both networks
 MASK_RES = 16     # mask cells per side (the reference's 128 / MaxPool 8)
@@ -312,6 +313,62 @@ class Training:
         return up, m16[0, 0]
 
 
+class _Phases:
+    """Progress of a DAX run as a share of its expected time: sampling at its measured pace, then the training
+    (warm-up and joint epochs) at its calibrated cost. Never goes back."""
+
+    def __init__(self, n: int, warm_s: float, joint_s: float):
+        self.n, self.warm_s, self.joint_s = n, warm_s, joint_s
+        self.t0, self.sample_s, self.last = time.perf_counter(), None, 0.0
+
+    def _share(self, done: int) -> float:
+        sample_s = self.sample_s or (time.perf_counter() - self.t0) * self.n / max(done, 1)
+        total = sample_s + self.warm_s + self.joint_s
+        return sample_s / total if total > 0 else 0.5
+
+    def sampled(self, done: int) -> float:
+        if done >= self.n:
+            self.sample_s = time.perf_counter() - self.t0
+        return self._at(self._share(done) * done / self.n)
+
+    def training(self, warm_frac: float, joint_frac: float) -> float:
+        s = self._share(self.n)
+        rest = self.warm_s + self.joint_s
+        frac = (warm_frac * self.warm_s + joint_frac * self.joint_s) / rest if rest > 0 else joint_frac
+        return self._at(s + (1 - s) * frac)
+
+    def _at(self, p: float) -> float:
+        self.last = max(self.last, min(p, 1.0))
+        return self.last
+
+
+_COSTS: dict[tuple, tuple[float, float]] = {}
+
+
+def _training_costs(shape: tuple, device: str, by_segment: bool, n_segments: int, batch_size: int,
+                    n: int = 64) -> tuple[float, float]:
+    """Seconds per sample of one warm-up pass and of one joint epoch on ``device``, timed once on ``n``
+    stand-in samples (random inputs and scores; the cost does not depend on their values)."""
+    key = (shape, device, by_segment, n_segments, batch_size)
+    if key not in _COSTS:
+        gen = torch.Generator(device=device).manual_seed(0)
+        x = torch.rand(shape, generator=gen, device=device)
+        labels = rectangles(tuple(shape[-2:]), n_segments, device=device)
+        samples = Samples.draw(x, labels, n, 0.5, gen)
+        samples.y.uniform_(generator=gen)
+        samples.small.uniform_(generator=gen)
+        training = Training(x, samples, by_segment, 1e-3, 1.0, gen)
+        training.warm_up(gen, batch_size, 1)          # first calls allocate
+        t0 = time.perf_counter()
+        training.warm_up(gen, batch_size, 1)
+        t1 = time.perf_counter()
+        training.epoch(gen, batch_size)
+        training.clean_mask()
+        t2 = time.perf_counter()
+        _COSTS[key] = ((t1 - t0) / n, (t2 - t1) / n)
+    return _COSTS[key]
+
+
 @register_explainer
 class DAX(Explainer):
     name = "dax"
@@ -379,16 +436,34 @@ class DAX(Explainer):
     def _shown(mask: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         return normalise(mask if weight is None else mask.clamp_min(0) * weight)
 
+    def _by_segment(self, modality: str) -> bool:
+        return self.student == "segments" or (self.student == "auto" and modality != "audio")
+
+    def extra_seconds(self, input_shape, device, modality: str = "image") -> float:
+        """The training's time here: one warm-up pass and one joint epoch over 64 stand-in samples, timed on
+        ``device`` (cached), scaled to ``n_samples`` x (WARMUP_EPOCHS warm-up passes + ``epochs``)."""
+        warm, joint = _training_costs(tuple(input_shape), str(device), self._by_segment(modality),
+                                      self.n_segments, self.batch_size)
+        return self.n_samples * (WARMUP_EPOCHS * warm + self.epochs * joint)
+
     def _iterate(self, bb, x, target):
         gen = self.generator(x.device)
         modality = getattr(bb, "modality", "image")
         weight = self._energy(x, modality)                     # None: the map is the mask itself
+        by_segment = self._by_segment(modality)
         labels = segment(x, self.segmentation, self.n_segments, modality)
         samples = Samples.draw(x, labels, self.n_samples, self.keep_prob, gen)
-        yield from self._sample(bb, x, target, samples, weight)
-        by_segment = self.student == "segments" or (self.student == "auto" and modality != "audio")
+        # progress in proportion to time: the training's share from its measured cost and the queries' from the
+        # sampling's own pace, so that the engine's ETA (elapsed x remaining / done) holds through both phases
+        warm, joint = _training_costs(tuple(x.shape), str(x.device), by_segment, self.n_segments, self.batch_size)
+        clock = _Phases(self.n_samples, self.n_samples * WARMUP_EPOCHS * warm, self.n_samples * self.epochs * joint)
+        yield from self._sample(bb, x, target, samples, weight, clock)
         training = Training(x, samples, by_segment, self.lr, self.sparsity, gen)
-        training.warm_up(gen, self.batch_size, WARMUP_EPOCHS)
+        for epoch in range(1, WARMUP_EPOCHS + 1):
+            training.warm_up(gen, self.batch_size, 1)
+            yield Step(queries=self.n_samples, progress=clock.training(epoch / WARMUP_EPOCHS, 0.0),
+                       readout=partial(self._interim, samples, self.n_samples, weight,
+                                       {"phase": "warm-up", "epoch": epoch, "epochs": WARMUP_EPOCHS}))
         y_var = training.y_var
         for epoch in range(1, self.epochs + 1):
             loss, distill = training.epoch(gen, self.batch_size)
@@ -396,12 +471,12 @@ class DAX(Explainer):
             sal = self._shown(sal, weight)
             metrics = {"student_r2": 1.0 - distill / y_var if y_var > 0 else float("nan"), "loss": loss,
                        "distill_loss": distill}
-            extras = {"phase": "training", "epoch": epoch, "mask16": m16.cpu(), "mask_mean": float(m16.mean()),
-                      "segments": samples.k}
-            yield Step(queries=self.n_samples, progress=0.5 + 0.5 * epoch / self.epochs,
+            extras = {"phase": "training", "epoch": epoch, "epochs": self.epochs, "mask16": m16.cpu(),
+                      "mask_mean": float(m16.mean()), "segments": samples.k}
+            yield Step(queries=self.n_samples, progress=clock.training(1.0, epoch / self.epochs),
                        readout=partial(Readout, sal, metrics, extras=extras))
 
-    def _sample(self, bb, x, target, samples: "Samples", weight):
+    def _sample(self, bb, x, target, samples: "Samples", weight, clock: "_Phases"):
         """Phase 1: the black box scores the samples, a few model batches per call (one Step each)."""
         n, done = self.n_samples, 0
         chunk = self.per_call(bb, x, small_queries=0)
@@ -409,12 +484,13 @@ class DAX(Explainer):
             m = min(chunk, n - done)
             samples.score(bb, x, target, done, m)
             done += m
-            yield Step(queries=done, progress=0.5 * done / n, readout=partial(self._interim, samples, done, weight))
+            yield Step(queries=done, progress=clock.sampled(done),
+                       readout=partial(self._interim, samples, done, weight))
 
-    def _interim(self, samples: "Samples", done: int, weight) -> Readout:
+    def _interim(self, samples: "Samples", done: int, weight, phase: dict | None = None) -> Readout:
         """Per segment: mean score with the segment on minus off (cheap, like a LIME readout)."""
         zz, yy = samples.z[:done], samples.y[:done]
         on = (zz * yy[:, None]).sum(0) / zz.sum(0).clamp_min(1)
         off = ((1 - zz) * yy[:, None]).sum(0) / (1 - zz).sum(0).clamp_min(1)
         return Readout(self._shown(paint(on - off, samples.labels), weight),
-                       extras={"phase": "sampling", "segments": samples.k})
+                       extras={"phase": "sampling", "segments": samples.k, **(phase or {})})

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from math import gcd
 from pathlib import Path
@@ -87,7 +88,7 @@ class AudioFrontend:
         try:
             info = sf.info(opener())
         except Exception as e:  # libsndfile says "Format not recognised" / "unimplemented format" ...
-            raise ValueError(f"not a readable audio file (WAV, FLAC or OGG expected): {e}") from None
+            raise ValueError(f"not a readable audio file (WAV, FLAC or OGG expected): {_sndfile_reason(e)}") from None
         if info.frames <= 0 or info.samplerate <= 0:
             raise ValueError("empty audio: the file holds no samples")
         seconds = info.frames / info.samplerate
@@ -96,7 +97,7 @@ class AudioFrontend:
         try:
             data, sr = sf.read(opener(), dtype="float32", always_2d=True)
         except Exception as e:
-            raise ValueError(f"corrupt audio file: {e}") from None
+            raise ValueError(f"corrupt audio file: {_sndfile_reason(e)}") from None
         if data.size == 0:
             raise ValueError("empty audio: the file holds no samples")
         return self.prepare(data, sr, fit=fit), self.sample_rate
@@ -169,6 +170,15 @@ class AudioFrontend:
     def to_display(self, x: torch.Tensor) -> np.ndarray:
         return x.detach().float().cpu().reshape(self.n_mels, -1).numpy()
 
+    # ------------------------------------------------------------------ axes
+    def band_centres_hz(self) -> np.ndarray:
+        """Centre frequency (Hz) of each mel band, low to high: the peaks of ``mel_filterbank``'s triangles."""
+        return mel_band_centres(self.n_mels, self.fmin, self.fmax)
+
+    def frame_times(self) -> np.ndarray:
+        """Centre time (s) of each spectrogram frame (``center=True`` STFT: frame t is centred on t * hop)."""
+        return np.arange(self.frames) * self.hop / self.sample_rate
+
     # ------------------------------------------------------------------ back to audio
     def linear_mask(self, mask_ft: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(F_mel, T) mask -> (n_fft/2+1, T): each STFT bin takes the filterbank-weighted mean of its mel bands."""
@@ -193,6 +203,25 @@ class AudioFrontend:
         out = torch.istft(spec * lin, self.n_fft, self.hop, window=self._window.to(w.device), center=True,
                           length=w.shape[0])
         return out.cpu().numpy().astype(np.float32)
+
+
+def _sndfile_reason(e: Exception) -> str:
+    """libsndfile's reason without its "Error opening <_io.BytesIO object at 0x...>: " prefix (a memory address
+    means nothing to a user) and without a final full stop (the caller's sentence goes on)."""
+    text = re.sub(r"^Error (opening|reading) .*?: ", "", str(e).strip(), count=1)
+    text = re.sub(r"<[^<>]* at 0x[0-9a-fA-F]+>", "the file", text).strip().rstrip(".")
+    return text[:1].lower() + text[1:] if text else type(e).__name__
+
+
+def hz_to_mel(f):
+    """HTK mel scale, as in ``mel_filterbank``."""
+    return 2595.0 * np.log10(1.0 + np.asarray(f, dtype=np.float64) / 700.0)
+
+
+def mel_band_centres(n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    """Centre frequencies (Hz) of ``mel_filterbank``'s bands: equally spaced in mel between fmin and fmax."""
+    mels = np.linspace(hz_to_mel(fmin), hz_to_mel(fmax), n_mels + 2)[1:-1]
+    return 700.0 * (10 ** (mels / 2595.0) - 1.0)
 
 
 def mel_filterbank(sr: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:

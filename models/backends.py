@@ -211,12 +211,16 @@ def use_backend(bb: BlackBox, backend: str = "auto", threads: int | None = None)
     if best.backend == "onnxruntime":
         faster = f"; {best.speedup:.1f}x torch's speed here" if backend == "auto" else ""
         bb.set_runner(runners[best.threads], "onnxruntime", batch_size=best.batch,
-                      note=f"ONNX Runtime, {best.threads} thread(s), batch {best.batch}, outputs within {diff:.1e} "
+                      note=f"ONNX Runtime, {_threads(best.threads)}, batch {best.batch}, outputs within {diff:.1e} "
                            f"of torch{faster}")
     else:
         bb.backend_note = f"torch (measured {best.speedup:.1f}x ONNX Runtime's speed here)"
         bb.batch_size = best.batch
     return bb
+
+
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
 
 
 def thread_choices(threads: int | None = None) -> list[int]:

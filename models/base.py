@@ -48,7 +48,8 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return f"GPU: {torch.cuda.get_device_name(device)}"
-    return f"CPU ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+    n = torch.get_num_threads()
+    return f"CPU ({os.cpu_count()} cores, {n} torch thread{'' if n == 1 else 's'})"
 
 
 def cache_root() -> Path:

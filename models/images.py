@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,17 @@ class ImageDecodeError(ValueError):
 class DecodedImage:
     image: Image.Image                    # RGB, at most MAX_SIDE per side
     notes: list[str] = field(default_factory=list)  # conversions made, for the user to read
+
+
+def _too_many_pixels(e: Exception) -> str:
+    """One limit in the message: Pillow's own text names a warning limit and an error limit twice as high, and
+    decode_image refuses both (the warning is raised as an error), so the limit is ``Image.MAX_IMAGE_PIXELS``."""
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    found = re.search(r"\((\d+) pixels\)", str(e))
+    size = f" has {int(found.group(1)) / 1e6:,.0f} megapixels and" if found else ""
+    return (f"The image{size} is too large to decode safely: the limit is {limit / 1e6:,.0f} megapixels "
+            f"({limit:,} pixels). Downscale it below that (the models see 224 px anyway) "
+            "and try again.")
 
 
 def decode_image(data: bytes | str | Path, max_side: int = MAX_SIDE) -> DecodedImage:
@@ -51,8 +63,7 @@ def decode_image(data: bytes | str | Path, max_side: int = MAX_SIDE) -> DecodedI
                 notes.append(f"{fmt} with {img.n_frames} frames: the first frame is used.")
             img.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageDecodeError(f"The image is too large to decode safely ({e}). "
-                               "Downscale it below about 90 megapixels and try again.") from None
+        raise ImageDecodeError(_too_many_pixels(e)) from None
     except UnidentifiedImageError:
         raise ImageDecodeError("This file is not an image Pillow can read. "
                                "Choose a JPEG, PNG, WebP, BMP, TIFF or GIF image.") from None

@@ -145,7 +145,8 @@ def load_onnx(source: str | Path | bytes, input_shape: Sequence[int] | None = No
                   preprocess=preprocess, to_display=to_display, modality=modality,
                   meta={"providers": first.providers, "layout": first.layout, "fixed_batch": first.fixed_batch})
     bb.set_runner(runners[best.threads], "onnxruntime", batch_size=best.batch,
-                  note=f"ONNX Runtime ({', '.join(first.providers)}), {best.threads} thread(s), batch {best.batch}"
+                  note=f"ONNX Runtime ({', '.join(first.providers)}), {best.threads} thread{'' if best.threads == 1 else 's'}, "
+                       f"batch {best.batch}"
                        + (", one input per call (fixed batch axis)" if first.fixed_batch == 1 else ""))
     return bb
 

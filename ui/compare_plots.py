@@ -14,6 +14,10 @@ from maps import normalise as min_max, png_bytes      # `normalise` is the name 
 
 HOVER_SIDE = 112   # maps are pooled to at most this many cells per side for display and hover (keeps the page light)
 COLS = 3
+# Plotly's toolbar (modebar) sits in the top ~30 px of a chart, over the right-hand panel's title when the titles
+# sit there too: every figure here keeps its titles in a strip below it.
+MODEBAR_PX = 30
+TITLE_PX = 24
 
 
 def _pool(a: np.ndarray, f: int) -> np.ndarray:
@@ -77,10 +81,17 @@ def grid_figure(background: np.ndarray, maps: Mapping[str, np.ndarray | None], *
     fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", constrain="domain")
     for i in range(2, rows * cols + 1):   # every panel keeps the image's aspect ratio
         fig.update_yaxes(scaleanchor=f"x{i}", row=(i - 1) // cols + 1, col=(i - 1) % cols + 1)
-    fig.update_layout(height=panel_height * rows, margin=dict(l=0, r=0, t=30, b=0),
+    fig.update_layout(height=panel_height * rows + MODEBAR_PX,
+                      margin=dict(l=0, r=0, t=MODEBAR_PX + TITLE_PX, b=0),
                       coloraxis=dict(colorscale=colormap, cmin=zmin, cmax=zmax,
                                      colorbar=dict(title="normalised" if normalise else "saliency", thickness=12)))
     return fig
+
+
+def _title_below_toolbar(text: str) -> dict:
+    """A chart title just above the plot area, under the toolbar's strip (needs ``margin.t >= MODEBAR_PX +
+    TITLE_PX``)."""
+    return dict(text=text, x=0, xref="paper", xanchor="left", y=1, yref="paper", yanchor="bottom", pad=dict(b=6))
 
 
 def curves_figure(curves: Mapping[str, Mapping], height: int = 360, controls: Collection[str] = ()) -> go.Figure:
@@ -106,9 +117,11 @@ def curves_figure(curves: Mapping[str, Mapping], height: int = 360, controls: Co
                                      line=dict(color=colour, dash=dash, width=width),
                                      name=f"{label} {kind}" + (f" (AUC {auc:.3f})" if auc is not None else ""),
                                      legendgroup=label))
-    fig.update_layout(height=height + 30 * len(curves), margin=dict(l=0, r=0, t=30, b=0), title="Deletion (dashed) and insertion (solid)",
+    fig.update_layout(height=height + 30 * len(curves) + MODEBAR_PX,
+                      margin=dict(l=0, r=0, t=MODEBAR_PX + TITLE_PX, b=0),
+                      title=_title_below_toolbar("Deletion (dashed) and insertion (solid)"),
                       xaxis_title="fraction of pixels changed", yaxis_title="score of the explained class",
-                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.2))
+                      legend=dict(font=dict(size=10), orientation="h", yanchor="top", y=-0.3))
     return fig
 
 
@@ -118,6 +131,7 @@ def correlation_figure(labels: Sequence[str], matrix: np.ndarray, height: int = 
     fig = go.Figure(go.Heatmap(z=m, x=list(labels), y=list(labels), zmin=-1, zmax=1, colorscale="RdBu",
                                reversescale=True, text=np.round(m, 2), texttemplate="%{text}",
                                hovertemplate="%{y} vs %{x}: %{z:.3f}<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(l=0, r=0, t=30, b=0), title="Spearman rank correlation",
+    fig.update_layout(height=height + MODEBAR_PX, margin=dict(l=0, r=0, t=MODEBAR_PX + TITLE_PX, b=0),
+                      title=_title_below_toolbar("Spearman rank correlation"),
                       yaxis=dict(autorange="reversed"))
     return fig

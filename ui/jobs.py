@@ -17,8 +17,9 @@ import torch
 from explainers.base import STOP_WINDOW
 from explainers.registry import explainer_class
 from runtime.engine import Job, JobSnapshot
+from runtime.estimate import expected_seconds, query_cost
 from models import BlackBox
-from ui.plots import convergence_figure, metric_names, metrics_figure
+from ui.plots import convergence_figure, metric_names, metric_specs, metrics_figure
 from ui.state import get_engine
 
 POLL_S = float(os.environ.get("SALIENCY_POLL_S", 0.5))  # seconds between live redraws
@@ -34,8 +35,26 @@ def start_job(slot: str, bb: BlackBox, x: torch.Tensor, method: str, params: dic
     """Submit to the shared engine (a cached result comes back finished at once). Bad params raise here."""
     job = get_engine().submit(bb, x, method, params, target=target, seed=seed, input_id=input_id,
                               stop_tol=stop_tol, stop_window=stop_window)
-    st.session_state[_slot_key(slot)] = {"id": job.id, "context": context}
+    st.session_state[_slot_key(slot)] = {"id": job.id, "context": context,
+                                         "request": request(method, params, target, seed, stop_tol)}
     return job
+
+
+def request(method: str, params: dict[str, Any], target: int | None, seed: int,
+            stop_tol: float | None) -> dict[str, Any]:
+    """What a run was asked for, as the page's widgets said it (to tell when they have changed since)."""
+    return {"method": method, **{f"parameter {k}": v for k, v in params.items()}, "class": target, "seed": seed,
+            "stop when converged": stop_tol}
+
+
+def changed_since_run(slot: str, now: dict[str, Any]) -> list[str]:
+    """The settings that differ between the slot's last run and ``now`` (``request(...)``), as "name: old -> new"
+    (empty when the shown map belongs to the current settings, or there is no run)."""
+    entry = st.session_state.get(_slot_key(slot)) or {}
+    then = entry.get("request")
+    if then is None:
+        return []
+    return [f"{k}: {then.get(k)} → {now.get(k)}" for k in dict.fromkeys([*then, *now]) if then.get(k) != now.get(k)]
 
 
 def current_job(slot: str, context: Any = None) -> Job | None:
@@ -65,11 +84,19 @@ def fmt_seconds(s: float | None) -> str:
     return f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
+def plural(n: int, one: str, many: str) -> str:
+    return f"{n:,} {one if n == 1 else many}"
+
+
 def progress_text(snap: JobSnapshot) -> str:
     if snap.converged:
         text = f"converged at {snap.queries:,} of {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
     else:
         text = f"{snap.queries:,} / {snap.budget:,} queries · elapsed {fmt_seconds(snap.elapsed)}"
+    phase = snap.extras.get("phase") if not snap.finished else None
+    if phase in ("warm-up", "training"):   # DAX: every query is made, the networks are learning
+        what = "warming up the student" if phase == "warm-up" else "training epoch"
+        text += f" · {what} {snap.extras.get('epoch')} of {snap.extras.get('epochs')}"
     if not snap.finished:   # with a convergence stop, the time to the end of the budget: at most this
         text += f" · ETA {'≤ ' if snap.stop_tol else ''}{fmt_seconds(snap.eta)}"
     return text + f" · {snap.status}"
@@ -94,14 +121,37 @@ def live_view(job: Job, draw: Callable[[JobSnapshot], None], interval: float = P
 
 
 def draw_history(snap: JobSnapshot) -> None:
-    """The convergence curve and, beside it, the method's own diagnostics, once there are two estimates."""
+    """The convergence curve and, beside it, the method's own diagnostics, once there are two estimates.
+
+    While the run streams, one line with the latest values instead: two Plotly charts rebuilt and redrawn at
+    every tick cost the browser more than the map (issue 12); the charts come when the run is over."""
     if len(snap.history) <= 1:
+        return
+    if not snap.finished:
+        st.caption(history_line(snap))
         return
     names = metric_names(snap.history)
     cols = st.columns(2 if names else 1)
     cols[0].plotly_chart(convergence_figure(snap.history), width="stretch")
     if names:
         cols[1].plotly_chart(metrics_figure(snap.history, names, method=snap.method), width="stretch")
+
+
+def history_line(snap: JobSnapshot) -> str:
+    """The latest relative change between estimates and the method's own diagnostics, in one line."""
+    last = snap.history[-1]
+    parts = []
+    rel = last.get("rel_change")
+    if isinstance(rel, float) and rel == rel:
+        parts.append(f"change since the last estimate {rel:.1%}")
+    specs = metric_specs(snap.method)
+    for name in metric_names(snap.history):
+        value = last.get(name)
+        if isinstance(value, (int, float)) and value == value:
+            spec = specs.get(name)
+            label, scale, unit = (spec.label, spec.scale, spec.unit) if spec else (name, 1.0, "")
+            parts.append(f"{label} {value * scale:.3g}{' ' + unit if unit else ''}")
+    return "Converging: " + " · ".join(parts) + " (charts when the run ends)." if parts else ""
 
 
 def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:
@@ -112,28 +162,6 @@ def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:
         time.sleep(0.05)
         snap = job.snapshot()
     return snap
-
-
-@st.cache_resource(show_spinner="Measuring this device's cost per query…")
-def _query_cost(model_id: str, device: str, _bb: BlackBox) -> float:
-    bb = _bb.view()
-    shape = bb.input_shape
-    if shape is None:
-        return float("nan")
-    n = bb.batch_size
-    x = torch.zeros(n, *shape)
-    bb(x)  # warm-up (first call allocates)
-    t0 = time.perf_counter()
-    bb(x)
-    return (time.perf_counter() - t0) / n
-
-
-def query_cost(bb: BlackBox) -> float:
-    """Seconds per query of ``bb`` on its device: one forward batch timed once per model and device, cached."""
-    try:
-        return _query_cost(bb.id, str(bb.device), bb)
-    except Exception:  # a remote or broken model: no estimate rather than no page
-        return float("nan")
 
 
 def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, shape) -> bool:
@@ -150,9 +178,13 @@ def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, sh
         st.markdown(f"**Query budget:** {budget:,} queries. {run_cost_text(budget)}")
         return True
     cost = query_cost(bb)
-    expected = (f" · expected ≈ {fmt_seconds(budget * cost)} on {bb.device.type.upper()} "
-                f"({cost * 1e3:.1f} ms per query, measured here)") if cost == cost else ""
-    st.markdown(f"**Query budget:** {budget:,} queries{expected}")
+    seconds = expected_seconds(bb, method, params, shape, seed)
+    expected = ""
+    if seconds is not None:
+        extra = seconds - budget * cost
+        expected = (f" · expected ≈ {fmt_seconds(seconds)} on {bb.device.type.upper()} ({cost * 1e3:.1f} ms per "
+                    f"query{f', plus {fmt_seconds(extra)} of training' if extra >= 0.05 else ''}, measured here)")
+    st.markdown(f"**Query budget:** {plural(budget, 'query', 'queries')}{expected}")
     return True
 
 

@@ -15,7 +15,7 @@ from explainers import list_explainers
 from evaluation.metrics import iou
 from explainers.registry import explainer_class
 from models import list_models
-from ui.audio import audio_input, keep_mask, wav_bytes, waveform_figure
+from ui.audio import audio_input, keep_mask, spectrogram_axes, wav_bytes, waveform_figure
 from ui.jobs import budget_line, draw_history, draw_progress, live_view, run_controls, stop_control
 from ui.params import param_widgets
 from maps import COLORMAPS, npy_bytes
@@ -48,6 +48,8 @@ if inp is None:
     st.stop()
 for note in inp.notes:
     left.info(note)
+for warning in inp.warnings:
+    left.warning(warning, icon="⚠️")
 
 x = frontend.spectrogram(inp.wave).cpu()
 spec = bb.to_display(x)
@@ -88,9 +90,10 @@ with right:
             st.success("Served from cache: this exact request was computed before.")
         if snap.error:
             (st.warning if snap.status == "stopped" else st.error)(snap.error)
-        st.plotly_chart(heatmap_figure(spec, snap.saliency, opacity=opacity, colormap=colormap,
-                                       title=f"{cls.title} · {labels[snap.target] if snap.target is not None else ''}"),
-                        width="stretch")
+        st.plotly_chart(spectrogram_axes(heatmap_figure(
+            spec, snap.saliency, opacity=opacity, colormap=colormap,
+            title=f"{cls.title} · {labels[snap.target] if snap.target is not None else ''}"), frontend),
+            width="stretch")
         draw_history(snap)
         if not snap.finished or snap.saliency is None:
             return
@@ -117,9 +120,9 @@ with right:
     if job is not None:
         live_view(job, draw)
     else:
-        st.plotly_chart(heatmap_figure(spec, inp.truth.astype(np.float32) if inp.truth is not None else None,
-                                       opacity=0.35, colormap="viridis",
-                                       title="Log-mel spectrogram" + (" with the ground-truth mask"
-                                                                     if inp.truth is not None else "")),
-                        width="stretch")
+        st.plotly_chart(spectrogram_axes(heatmap_figure(
+            spec, inp.truth.astype(np.float32) if inp.truth is not None else None, opacity=0.35,
+            colormap="viridis", title="Log-mel spectrogram" + (" with the ground-truth mask"
+                                                              if inp.truth is not None else "")), frontend),
+            width="stretch")
         st.caption("Press Run to compute a saliency map over the spectrogram; estimates appear as they arrive.")

@@ -19,9 +19,10 @@ from explainers import explainer_class, list_explainers
 from models import explained_view
 from evaluation import metrics
 from evaluation.report import CONTROLS, Comparison, add_controls, export_zip, run_from_snapshot, unique_labels
+from runtime.estimate import expected_seconds, query_cost
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
 from ui.inputs import image_input
-from ui.jobs import POLL_S, fmt_seconds, progress_text
+from ui.jobs import POLL_S, fmt_seconds, plural, progress_text
 from ui.model_picker import pick_model
 from ui.params import param_widgets
 from ui.state import get_engine
@@ -80,7 +81,7 @@ def method_panel(i: int, methods: list[str], default: str, bb, x) -> tuple[str, 
     label = method + (f" ({diff})" if diff else "") + (f" seed {seed}" if seed else "")
     try:
         budget = cls(seed=seed, **params).query_budget(tuple(x.shape))
-        st.caption(f"{budget:,} queries · {cls.paper}")
+        st.caption(f"{plural(budget, 'query', 'queries')} · {cls.paper}")
     except Exception as e:  # the widgets keep values in range; cross-parameter checks can still fail
         st.error(f"{method}: {e}")
         budget = None
@@ -142,7 +143,9 @@ def ground_truth(h: int, w: int) -> tuple[np.ndarray | None, tuple[int, int, int
 
 def scoring_options() -> tuple[bool, bool]:
     """(µ-fidelity on, control rows on)."""
-    with_mu = st.checkbox(f"µ-fidelity ({metrics.MU_SAMPLES + 1} extra queries per map)", value=True, key=P + "mu")
+    extra = metrics.metric_query_count(mu=True) - metrics.metric_query_count(mu=False)
+    with_mu = st.checkbox(f"µ-fidelity ({plural(extra, 'extra query', 'extra queries')} per map)", value=True,
+                          key=P + "mu")
     with_controls = st.checkbox("Add control rows (random pixels, random blocks, centre Gaussian)", value=True,
                                 key=P + "controls", help="Maps made without the model, scored like the runs "
                                 "(their metric queries only): the reference a score has to beat.")
@@ -150,11 +153,54 @@ def scoring_options() -> tuple[bool, bool]:
 
 
 # ------------------------------------------------------------------------------------------------ run
-def start_or_stop(bb, x, inp, target: int, specs, context: tuple) -> dict:
+def _expected(bb, method: str, params: dict, shape: tuple, seed: int) -> float | None:
+    try:
+        return expected_seconds(bb, method, params, shape, seed)
+    except Exception:   # an estimate that fails (a method's timing of its own work) costs the line, not the page
+        return None
+
+
+def run_plan(bb, x, specs, with_mu: bool, with_controls: bool) -> dict:
+    """What "Run all" will spend: the explanations' queries, the scores' queries (every run's map and every
+    control map, each scored once by ``metrics.evaluate``) and the expected seconds of each (None where unknown:
+    a remote model, or a panel with invalid settings)."""
+    valid = [s for s in specs if s[4] is not None]
+    n_maps = len(specs) + (len(CONTROLS) if with_controls else 0)
+    per_map = metrics.metric_query_count(mu=with_mu)
+    run_bb = explained_view(bb)
+    runs_s = [_expected(run_bb, method, params, tuple(x.shape), seed) for _, method, params, seed, _ in valid]
+    cost = query_cost(bb)
+    plan = {"explanation_queries": sum(s[4] for s in valid), "maps": n_maps, "queries_per_map": per_map,
+            "metric_queries": n_maps * per_map, "runs_s": None, "scores_s": None, "seconds_per_query": cost}
+    plan["total_queries"] = plan["explanation_queries"] + plan["metric_queries"]
+    if valid and all(t is not None for t in runs_s):
+        plan["runs_s"] = float(sum(runs_s))
+    if cost == cost:   # not NaN: a local model
+        plan["scores_s"] = plan["metric_queries"] * cost
+    return plan
+
+
+def plan_text(plan: dict, bb) -> str:
+    """The line above "Run all": total queries, and the expected time when this machine can tell."""
+    text = (f"**Run all spends {plural(plan['total_queries'], 'query', 'queries')}**: "
+            f"{plan['explanation_queries']:,} for the explanations + {plan['metric_queries']:,} for the scores "
+            f"({plural(plan['maps'], 'map', 'maps')} × {plan['queries_per_map']:,}).")
+    if plan["runs_s"] is not None and plan["scores_s"] is not None:
+        text += (f" Expected ≈ **{fmt_seconds(plan['runs_s'] + plan['scores_s'])}** here: runs "
+                 f"{fmt_seconds(plan['runs_s'])}, scoring {fmt_seconds(plan['scores_s'])} "
+                 f"({plan['seconds_per_query'] * 1e3:.1f} ms per query on {bb.device.type.upper()}, measured "
+                 "here; results already in the cache come back at once).")
+    elif bb.meta.get("remote"):
+        text += " The expected time is the endpoint's: it is not measured here."
+    return text
+
+
+def start_or_stop(bb, x, inp, target: int, specs, context: tuple, plan: dict) -> dict:
     """The Run all / Stop all buttons; the page's runs for this context (the page stops when there are none)."""
     state = st.session_state.get(P + "runs")
     if state is not None and state["context"] != context:
         state = None  # another input, model or class: the old runs do not apply
+    st.markdown(plan_text(plan, bb))
     b1, b2, _ = st.columns([1, 1, 4])
     if b1.button("Run all", type="primary", key=P + "run", disabled=any(s[4] is None for s in specs)):
         engine, runs = get_engine(), []
@@ -235,21 +281,43 @@ def score_all(bb, x, inp, target: int, jobs: list, background, mask, with_mu: bo
     return comp
 
 
+TABLE_CONFIG = {   # short headers and set widths: every column fits the page at 1440 x 900
+    "run": st.column_config.TextColumn("run", width=240, help="The method and the settings that differ from "
+                                       "its defaults"),
+    "queries": st.column_config.NumberColumn("queries", width=75, format="%d",
+                                             help="Model queries the explanation spent"),
+    "wall_time_s": st.column_config.NumberColumn("time (s)", width=70, format="%.1f",
+                                                 help="Wall time of the explanation"),
+    "deletion_auc": st.column_config.NumberColumn("deletion ↓", width=85, format="%.3f",
+                                                  help="Deletion AUC: lower is better"),
+    "insertion_auc": st.column_config.NumberColumn("insertion ↑", width=85, format="%.3f",
+                                                   help="Insertion AUC: higher is better"),
+    "mu_fidelity": st.column_config.NumberColumn("µ-fidelity ↑", width=90, format="%.3f",
+                                                 help="µ-fidelity (Spearman): higher is better"),
+    "pointing_game": st.column_config.CheckboxColumn("pointing", width=70,
+                                                     help="Pointing game: the map's maximum on the object"),
+    "iou": st.column_config.NumberColumn("IoU ↑", width=65, format="%.3f",
+                                         help="IoU of the map (≥ 0.2 after min-max) with the object"),
+    "metric_queries": st.column_config.NumberColumn("score queries", width=90, format="%d",
+                                                    help="Queries the scores spent"),
+    "status": st.column_config.TextColumn("status", width=75),
+}
+
+
+def table_columns(df: pd.DataFrame) -> list[str]:
+    """The columns worth a place: no empty score column (µ-fidelity off, no ground truth), the status only when
+    a run did not finish; ``method`` and ``control`` repeat the run's label ("control: ...") and stay in the
+    data and the export only."""
+    shown = [c for c in TABLE_CONFIG if c in df.columns and c != "run" and df[c].notna().any()]
+    if "status" in shown and (df["status"] == "done").all():
+        shown.remove("status")
+    return shown
+
+
 def scores_table(comp: Comparison, target: int, mask) -> None:
     st.subheader("Scores")
     df = pd.DataFrame(comp.table()).set_index("run")
-    st.dataframe(df, width="stretch", column_config={
-        "queries": st.column_config.NumberColumn("queries", help="Model queries the explanation spent", format="%d"),
-        "wall_time_s": st.column_config.NumberColumn("wall time (s)", format="%.2f"),
-        "deletion_auc": st.column_config.NumberColumn("deletion AUC ↓", format="%.4f"),
-        "insertion_auc": st.column_config.NumberColumn("insertion AUC ↑", format="%.4f"),
-        "mu_fidelity": st.column_config.NumberColumn("µ-fidelity ↑", format="%.3f"),
-        "pointing_game": st.column_config.CheckboxColumn("pointing game"),
-        "iou": st.column_config.NumberColumn("IoU ↑", format="%.3f"),
-        "metric_queries": st.column_config.NumberColumn("metric queries", help="Queries the scores spent",
-                                                        format="%d"),
-        "control": st.column_config.CheckboxColumn("control", help="A reference map made without the model"),
-    })
+    st.dataframe(df, width="content", column_order=table_columns(df), column_config=TABLE_CONFIG)
     st.caption(f"Click a column header to sort. The methods explain the class's logit; the scores read its "
                f"probability. Deletion / insertion: {metrics.STEPS} steps, zero / blur substrate, "
                f"softmax probability of class {int(target)}, trapezoid AUC (RISE protocol). µ-fidelity: "
@@ -300,7 +368,8 @@ def main() -> None:
     with_mu, with_controls = scoring_options()
 
     context = (inp.input_id, bb.id, int(target))
-    jobs = live_jobs(start_or_stop(bb, x, inp, target, specs, context))
+    plan = run_plan(bb, x, specs, with_mu, with_controls)
+    jobs = live_jobs(start_or_stop(bb, x, inp, target, specs, context, plan))
     background = bb.to_display(x)
     polling = not all(j.snapshot().finished for _, j in jobs)
     st.fragment(live_panels, run_every=POLL_S if polling else None)(jobs, background, box, polling)

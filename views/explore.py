@@ -15,7 +15,9 @@ from explainers import list_explainers
 from models import EXPLAINED_SCORE, explained_view
 from explainers.registry import explainer_class
 from ui.inputs import image_input
-from ui.jobs import budget_line, draw_history, draw_progress, fmt_seconds, live_view, run_controls, stop_control
+from ui.jobs import (budget_line, changed_since_run, draw_history, draw_progress, fmt_seconds, live_view, request,
+                     run_controls, stop_control)
+from ui.live import live_map
 from ui.model_picker import pick_model
 from ui.params import param_widgets, reset_params
 from maps import COLORMAPS, npy_bytes, overlay_png
@@ -32,8 +34,10 @@ def top_predictions(model_id: str, input_id: str, _bb, _x, k: int = 5) -> list[t
 
 
 def method_label(name: str) -> str:
+    """The method's title, marked once as a white-box reference (the white-box titles already say so)."""
     cls = explainer_class(name)
-    return f"{cls.title or name}" + ("  (white-box reference)" if cls.white_box else "")
+    title = cls.title or name
+    return title + (" (white-box reference)" if cls.white_box and "white-box" not in title.lower() else "")
 
 
 st.title("Explore")
@@ -89,10 +93,13 @@ with left:
     run_bb = explained_view(bb, score_mode)
     valid = budget_line(run_bb, method, params, seed, x.shape)
     stop = stop_control(P, method)
+
+# Run and the map at the top of the right column: both on screen whatever the number of parameters on the left
+with right:
     job = run_controls(SLOT, P, run_bb, x, method, params, target=int(target), seed=seed, input_id=inp.input_id,
                        context=(inp.input_id, run_bb.id), valid=valid, **stop)
-
-with right:
+    changed = changed_since_run(SLOT, request(method, params, int(target), seed, stop["stop_tol"]))
+    map_area = st.container()
     o1, o2 = st.columns(2)
     opacity = o1.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key=f"{P}opacity")
     colormap = o2.selectbox("Colour map", COLORMAPS, key=f"{P}colormap")
@@ -100,15 +107,18 @@ with right:
     def draw(snap) -> None:
         draw_progress(snap)
         label = labels[snap.target] if snap.target is not None and snap.target < len(labels) else snap.target
+        title = f"{method_label(snap.method)} · {label}"
         if snap.from_cache:
             took = snap.original_elapsed
             st.success("Served from cache: this exact request was computed before"
                        + (f" (it took {fmt_seconds(took)})." if took else "."))
         if snap.error:
             (st.warning if snap.status == "stopped" else st.error)(snap.error)
-        st.plotly_chart(heatmap_figure(display, snap.saliency, opacity=opacity, colormap=colormap,
-                                       title=f"{method_label(snap.method)} · {label}"),
-                        width="stretch", config={"displaylogo": False})
+        if not snap.finished:   # while it streams: one image, redrawn only when the map changed visibly
+            live_map(snap.job_id, display, snap.saliency, opacity=opacity, colormap=colormap, caption=title)
+        else:
+            st.plotly_chart(heatmap_figure(display, snap.saliency, opacity=opacity, colormap=colormap, title=title),
+                            width="stretch", config={"displaylogo": False})
         if snap.first_estimate_s is not None and not snap.from_cache:
             st.caption(f"First estimate after {fmt_seconds(snap.first_estimate_s)}.")
         draw_history(snap)
@@ -125,11 +135,21 @@ with right:
             d3.download_button("Run record (JSON)", json.dumps(record, indent=2, default=str), f"{stem}.json",
                                "application/json", on_click="ignore", key=f"{P}dl_json")
 
-    if job is not None:
-        live_view(job, draw)
-    else:
-        st.plotly_chart(heatmap_figure(display, None, title=f"{inp.name} as {bb.name} sees it"), width="stretch")
-        st.caption("Press Run to compute a saliency map; estimates appear as they arrive.")
+    with map_area:
+        if job is not None and changed and job.snapshot().finished:
+            # the shown map belongs to other settings: say so, and keep it out of the way until the next run
+            st.info("The settings changed since the last run (" + "; ".join(changed) + "). Press **Run** to "
+                    "compute the map for the current settings.")
+            st.plotly_chart(heatmap_figure(display, None, title=f"{inp.name} as {bb.name} sees it"), width="stretch")
+            if job.snapshot().saliency is not None:
+                with st.expander("Last run's map (other settings)"):
+                    st.image(overlay_png(display, job.snapshot().saliency, opacity=opacity, colormap=colormap),
+                             width=224)
+        elif job is not None:
+            live_view(job, draw)
+        else:
+            st.plotly_chart(heatmap_figure(display, None, title=f"{inp.name} as {bb.name} sees it"), width="stretch")
+            st.caption("Press Run to compute a saliency map; estimates appear as they arrive.")
     st.markdown("**Top-5 predictions**")
     st.dataframe(pd.DataFrame([(lab, i, p) for i, lab, p in preds], columns=["class", "index", "probability"]),
                  hide_index=True, column_config={"probability": st.column_config.ProgressColumn(

@@ -1,30 +1,90 @@
-"""Models and cache: which models load here, on which device, and what the engine has cached."""
-import pandas as pd
+"""Home: what the app is for, where to start, and the bundled examples one click away.
+
+An example button hands its choice to the page it opens through ``st.session_state`` (``ui.inputs.wanted_key`` for
+images, ``ui.audio.wanted_key`` for clips), which that page's input chooser reads once, then ``st.switch_page``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
 import streamlit as st
 
-from models import list_models, model_info
-from ui.state import describe_device, get_engine, get_model
+from ui.audio import manifest
+from ui.audio import wanted_key as wanted_clip_key
+from ui.inputs import thumbnail, example_names
+from ui.inputs import wanted_key as wanted_image_key
 
-st.title("Models and cache")
-st.write(f"Running on **{describe_device()}**.")
+P = "home."
+EXPLORE, COMPARE, AUDIO = "views/explore.py", "views/compare.py", "views/audio.py"
+CAPTIONS = {"cat": "a cat", "coffee": "a cup of coffee", "rocket": "a rocket", "astronaut": "an astronaut",
+            "motorcycle": "a motorcycle"}
 
-rows = [{"model": n, "modality": model_info(n).modality, "description": model_info(n).description}
-        for n in list_models()]
-st.dataframe(pd.DataFrame(rows), hide_index=True)
 
-name = st.selectbox("Check a model", [r["model"] for r in rows if r["modality"] == "image"])
-if st.button("Load and classify the cat photo"):
-    from PIL import Image
-    from skimage import data
+def open_with_image(page: str, key_prefix: str, name: str) -> None:
+    st.session_state[wanted_image_key(key_prefix)] = name
+    st.switch_page(page)
 
-    bb = get_model(name)
-    x = bb.preprocess(Image.fromarray(data.chelsea()))
-    st.table(pd.DataFrame(bb.predict(x, 5), columns=["class", "label", "probability"]))
-    st.caption(f"Forward batch size chosen for this device: {bb.batch_size}")
 
-info = get_engine().cache_info()
-st.subheader("Result cache")
-st.json(info)
-if st.button("Clear the result cache"):
-    get_engine().clear_cache()
-    st.success("Cache cleared.")
+st.title("🔍 Black-box saliency explorer")
+st.markdown(
+    "Which parts of a photo, or of a sound, made a classifier give its answer? This app explains image and audio "
+    "classifiers that you can **only query**, like a closed API: it perturbs the input, reads the scores and "
+    "builds a saliency map. It never looks at the model's gradients or weights, so it works the same on a bundled "
+    "model, a TorchScript or ONNX file of yours, or a model behind an HTTP endpoint.")
+st.markdown(
+    "- **Methods:** likelihood-ratio gradient estimation (**LR**), **GEEX** and its path-integrated **iGEEX**, "
+    "**DE-CAM** (differential evolution), **DAX** (distillation), **Sobol** indices, and the baselines **RISE** and "
+    "**Occlusion**; for open torch models, white-box references (gradient, Integrated Gradients, Grad-CAM) to "
+    "compare against.\n"
+    "- **Query budgets:** every run says before it starts how many queries it will make and about how long that "
+    "takes here.\n"
+    "- **Live convergence:** the map is redrawn as the estimate improves; stop it early, or let it stop when it "
+    "has converged.\n"
+    "- **Comparison with scores:** several methods side by side, scored by deletion, insertion, µ-fidelity, the "
+    "pointing game and IoU against maps made without the model, with one ZIP of everything.\n"
+    "- **Human studies:** design a study of the maps, send participants a link, read the results.")
+
+st.subheader("Start with an example")
+st.caption("Each button opens **Explore** on that photo with the bundled ImageNet model (EfficientNet-Lite0) and "
+           "its top class: choose a method and press Run.")
+names = example_names()
+if not names:
+    st.warning("No example photos are installed (assets/examples); the pages take uploads.")
+else:
+    cols = st.columns(len(names))
+    for col, name in zip(cols, names):
+        with col:
+            st.image(thumbnail(name, 320), width="stretch")
+            if st.button(f"Explain {CAPTIONS.get(name, name)}", key=f"{P}explore.{name}", width="stretch"):
+                open_with_image(EXPLORE, "explore.", name)
+
+c1, c2 = st.columns(2)
+with c1:
+    st.markdown("**Compare methods on the cat**: LR, Sobol, RISE and Occlusion side by side, then their scores.")
+    if st.button("Open Compare on the cat", key=f"{P}compare"):
+        open_with_image(COMPARE, "compare.", "cat" if "cat" in names else (names or [""])[0])
+with c2:
+    clips = [Path(c["file"]).stem for c in manifest()]
+    if clips:
+        clip = "chirp" if "chirp" in clips else clips[0]
+        st.markdown(f"**Explain a sound**: the bundled sound-event model on a {clip}, on its spectrogram, then "
+                    "listen to what the map keeps.")
+        if st.button(f"Open Audio on the {clip}", key=f"{P}audio"):
+            st.session_state[wanted_clip_key("audio.")] = clip
+            st.switch_page(AUDIO)
+
+st.subheader("Where to start")
+st.page_link(EXPLORE, label="**Explore**: one input, one model, one method; tune it and watch the map converge.",
+             icon="🔍")
+st.page_link(COMPARE, label="**Compare**: 2 to 6 methods or settings on one input, scored against controls.",
+             icon="⚖️")
+st.page_link(AUDIO, label="**Audio**: explain a sound classifier on its spectrogram and listen to the result.",
+             icon="🔊")
+st.page_link("views/lab.py", label="**Convergence lab**: how many queries until a query-only gradient estimate "
+             "agrees with the true gradient.", icon="📈")
+st.page_link("views/study_designer.py", label="**Human studies**: design a study, collect answers, read the "
+             "results.", icon="🧪")
+st.page_link("views/models.py", label="**Models and cache**: which models load here, on which device, and what "
+             "is cached.", icon="🧰")
+st.caption("Your own model: in Explore, choose *TorchScript file*, *ONNX file* or *Remote endpoint (HTTP)* under "
+           "Model. The guides are in docs/ (start with docs/guide-explore.md).")

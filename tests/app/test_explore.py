@@ -33,7 +33,8 @@ def cat_jpeg() -> bytes:
 
 def open_explore() -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
-    at.run()  # the first run loads the model and measures the per-query cost
+    at.run()                                  # the app opens on Home
+    at.switch_page("views/explore.py").run()  # the first run loads the model and measures the per-query cost
     assert not at.exception, at.exception
     assert at.title[0].value.endswith("Explore")
     return at
@@ -97,6 +98,19 @@ def test_upload_photo_run_sobol_and_download(cat_jpeg, downloads):
     # the same request again is answered from the cache, and the page says so
     run_to_end(at)
     assert any("Served from cache" in s.value for s in at.success)
+
+
+def test_a_parameter_change_marks_the_last_map_as_other_settings():
+    at = open_explore()
+    small_sobol(at)
+    run_to_end(at)
+    assert not at.info and at.download_button
+    at.slider(key="explore.sobol.grid_size").set_value(3).run()
+    notes = [i.value for i in at.info]
+    assert any("settings changed since the last run" in n and "parameter grid_size: 2 → 3" in n for n in notes)
+    assert not at.download_button and not at.get("progress")     # the old run is not shown as the result
+    at.slider(key="explore.sobol.grid_size").set_value(2).run()   # back to the run's settings: it is current
+    assert not at.info and at.download_button
 
 
 def test_other_target_and_stop_keeps_partial_map(downloads):

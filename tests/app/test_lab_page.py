@@ -41,8 +41,50 @@ def test_toy_section_shows_bias_and_variance(at):
     assert not at.exception
 
 
+def test_opens_on_the_real_model_at_a_stated_cost(at):
+    """Not the tiny test network's "class 0": the bundled ImageNet model on the cat, its top class, a small sigma
+    (the local gradient), and the queries and expected time stated before Run."""
+    assert at.selectbox(key=f"{P}model").value == "efficientnet_lite0"
+    assert at.selectbox(key=f"{P}image").value == "cat"
+    assert at.select_slider(key=f"{P}sigma").value == 0.01
+    methods, budget, seeds = (at.multiselect(key=f"{P}methods").value, at.number_input(key=f"{P}budget").value,
+                              at.number_input(key=f"{P}seeds").value)
+    total = len(methods) * seeds * budget + 1
+    line = next(c.value for c in at.caption if c.value.startswith("Run spends"))
+    assert f"{total:,} queries" in line and "expected ≈" in line and "ms per query" in line, line
+    assert any("top class" in i.value for i in at.info)
+
+
+class FinishesWhileDrawn:
+    """A lab run that is still going when the page draws its buttons and finishes while the live fragment draws
+    it (the moment a real run ends between two polls)."""
+
+    def __init__(self):
+        self.points, self.error, self.current, self.elapsed, self.done = {}, None, None, 1.0, False
+
+    def progress(self) -> float:
+        self.done = True
+        return 0.9
+
+    def bands(self, qgrid, which=1):
+        return {}
+
+    def stop(self):
+        pass
+
+
+def test_stop_button_goes_when_the_run_is_done(at):
+    at.session_state[f"{P}run"] = FinishesWhileDrawn()
+    at.run()
+    assert not at.exception, at.exception
+    assert "Done in" in " ".join(c.value for c in at.caption)
+    assert not [b for b in at.button if b.key == f"{P}stop"], "Stop stayed after Done"
+    assert not at.button(key=f"{P}go").disabled                    # and Run is back
+
+
 def test_tiny_budget_run_draws_the_curves(at):
-    at.selectbox(key=f"{P}model").set_value("tiny_cnn (fast)")
+    model = at.selectbox(key=f"{P}model")
+    model.set_value(next(o for o in model.options if o.startswith("tiny_cnn")))
     at.number_input(key=f"{P}budget").set_value(100)
     at.number_input(key=f"{P}seeds").set_value(2)
     methods = at.multiselect(key=f"{P}methods").value

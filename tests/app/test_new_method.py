@@ -96,6 +96,7 @@ def drive(at: AppTest, button: str, max_polls: int = 200) -> None:
 def test_explore_offers_and_runs_it(stripes, downloads):
     at = AppTest.from_file(APP, default_timeout=180)
     at.run()
+    at.switch_page("views/explore.py").run()
     assert not at.exception, at.exception
     method = at.selectbox(key="explore.method")
     assert any(o.startswith(stripes.title) for o in method.options)      # listed under its title

@@ -58,6 +58,7 @@ def test_explore_page_runs_through_a_remote_endpoint(server):
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
     at.run()
+    at.switch_page("views/explore.py").run()
     at.radio(key="explore.model_source").set_value("Remote endpoint (HTTP)").run()
     at.text_input(key="explore.remote.url").set_value(server.url).run()
     at.text_input(key="explore.remote.key").set_value(KEY).run()

@@ -12,7 +12,7 @@ SCREENSHOT = ROOT / "docs" / "screenshot-explore.png"
 
 
 def test_upload_cat_and_run_sobol(page, app_url, wait_for_app, small_sobol):
-    page.goto(app_url)
+    page.goto(f"{app_url}/explore")
     wait_for_app(page)
     expect(page.get_by_role("heading", name="Explore")).to_be_visible(timeout=120_000)
 

@@ -100,3 +100,39 @@ def test_model_errors_surface_with_their_message():
     bb = BlackBox(broken, labels=["a"], input_shape=(1, 4, 4))
     with pytest.raises(RuntimeError, match="HTTP 500"):
         get_explainer("occlusion", patch=2, stride=2).explain(bb, torch.zeros(1, 4, 4), 0)
+
+
+@pytest.mark.parametrize("width,height", [(10_000, 10_000), (60_000, 60_000)])
+def test_a_decompression_bomb_gets_one_limit(width, height):
+    """Pillow warns above MAX_IMAGE_PIXELS and fails above twice that; decode_image refuses both, so the message
+    gives the one limit that applies (it used to quote Pillow's number and another, "about 90 megapixels")."""
+    with pytest.raises(ImageDecodeError) as info:
+        decode_image(png_header(width, height))
+    message = str(info.value)
+    limit = Image.MAX_IMAGE_PIXELS
+    assert f"{limit:,} pixels" in message and f"{width * height / 1e6:,.0f} megapixels" in message, message
+    assert str(2 * limit) not in message and f"{2 * limit:,}" not in message and "about 90" not in message
+    assert "Downscale" in message
+
+
+@pytest.mark.parametrize("payload", [b"not audio at all", b"RIFF\x10\x00\x00\x00WAVEfmt xx",
+                                     (EXAMPLES / "cat.png").read_bytes()])
+def test_an_unreadable_audio_file_is_explained_without_a_memory_address(payload):
+    from models.audio import AudioFrontend
+    with pytest.raises(ValueError) as info:
+        AudioFrontend(device="cpu").load_audio(payload)
+    message = str(info.value)
+    assert message.startswith("not a readable audio file"), message
+    assert "0x" not in message and "BytesIO" not in message and not message.endswith("."), message
+
+
+@pytest.mark.parametrize("name,data,refused", [
+    ("logo.svg", b"<svg xmlns='http://www.w3.org/2000/svg'/>", True),
+    ("logo.SVGZ", b"\x1f\x8b compressed", True),
+    ("drawing.png", b"\xef\xbb\xbf  <?xml version='1.0'?>\n<svg xmlns='http://www.w3.org/2000/svg'/>", True),
+    ("cat.png", (EXAMPLES / "cat.png").read_bytes(), False),
+    ("notes.xml", b"<?xml version='1.0'?><notes/>", False),
+])
+def test_vector_images_are_recognised(name, data, refused):
+    from ui.inputs import vector_kind
+    assert (vector_kind(data, name) is not None) == refused

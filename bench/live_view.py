@@ -1,0 +1,140 @@
+"""What watching costs: a run watched on Explore in Chromium against the same run headless through the engine.
+
+    .venv/bin/python bench/live_view.py                       # sobol and lr at CPU defaults on the cat, 2 reps
+    .venv/bin/python bench/live_view.py --methods sobol --reps 3
+
+Starts the real app (``streamlit run app.py``, private cache) and drives it with Playwright and Debian's Chromium
+(``/usr/bin/chromium``; never ``playwright install``) at 1440 x 900, on the same machine. Per rep and method,
+interleaved: the run watched on Explore (the engine's wall time, as the page's progress line reports it at
+"done"), then the same run headless in this process (``Engine.run``, same model, backend, parameters; another
+seed per rep so that no result comes from a cache). Prints a markdown table: watched / headless.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+CHROMIUM = "/usr/bin/chromium"
+TITLES = {"sobol": "Sobol attribution", "lr": "LR gradient estimation"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_app(cache: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    env = dict(os.environ, SALIENCY_CACHE_DIR=str(cache))
+    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+                             "--server.port", str(port), "--server.address", "127.0.0.1",
+                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                if r.status == 200:
+                    return proc, url
+        except OSError:
+            time.sleep(0.3)
+    proc.kill()
+    raise RuntimeError("the app did not start")
+
+
+def idle(page) -> None:
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", state="attached",
+                           timeout=120_000)
+
+
+def watched(page, url: str, method: str, seed: int) -> float:
+    """One run on Explore, watched to the end; the engine's wall time as the page reports it."""
+    from playwright.sync_api import expect
+
+    page.goto(f"{url}/explore")
+    idle(page)
+    box = page.get_by_role("combobox", name="Method", exact=True)
+    box.click()
+    page.get_by_role("option", name=re.compile("^" + re.escape(TITLES.get(method, method)))).first.click()
+    idle(page)
+    seed_box = page.get_by_label("Seed")
+    seed_box.fill(str(seed))
+    seed_box.press("Enter")
+    idle(page)
+    page.get_by_role("button", name="Run").click()
+    progress = page.get_by_test_id("stProgress")
+    expect(progress).to_contain_text("done", timeout=900_000)
+    text = progress.inner_text()
+    m = re.search(r"elapsed (?:(\d+) min )?([\d.]+) s", text)
+    if not m:
+        raise RuntimeError(f"no elapsed time in {text!r}")
+    return 60 * int(m.group(1) or 0) + float(m.group(2))
+
+
+def headless(method: str, seed: int) -> float:
+    from PIL import Image
+
+    from explainers import explainer_class
+    from models import explained_view, load_model
+    from runtime.engine import Engine
+
+    global _HEADLESS
+    if "_HEADLESS" not in globals():
+        bb = explained_view(load_model("efficientnet_lite0", device="cpu"))
+        x = bb.preprocess(Image.open(ROOT / "assets" / "examples" / "cat.png"))
+        _HEADLESS = (bb, x, Engine(disk_cache=False))
+    bb, x, engine = _HEADLESS
+    snap = engine.run(bb, x, method, explainer_class(method).defaults("cpu"), target=None, seed=seed,
+                      use_cache=False)
+    return snap.elapsed
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--methods", nargs="*", default=["sobol", "lr"])
+    ap.add_argument("--reps", type=int, default=2)
+    args = ap.parse_args()
+    from playwright.sync_api import sync_playwright
+
+    cache = Path(tempfile.mkdtemp(prefix="live-view-"))
+    proc, url = start_app(cache)
+    os.environ["SALIENCY_CACHE_DIR"] = str(cache)     # the same ONNX export and tuning as the app
+    times: dict[str, list[tuple[float, float]]] = {m: [] for m in args.methods}
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=["--disable-gpu", "--no-first-run"])
+            page = browser.new_page(viewport={"width": 1440, "height": 900})
+            watched(page, url, args.methods[0], 10_000)   # warm-up: the app loads the model and tunes it
+            headless(args.methods[0], 10_000)
+            for rep in range(args.reps):
+                for m in args.methods:
+                    w = watched(page, url, m, rep + 1)
+                    h = headless(m, rep + 1)
+                    times[m].append((w, h))
+                    print(f"# {m} rep {rep + 1}: watched {w:.1f} s, headless {h:.1f} s", flush=True)
+            browser.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
+    print("| method (CPU defaults, cat) | watched on Explore (s) | headless (s) | watched / headless |")
+    print("|---|---|---|---:|")
+    for m, pairs in times.items():
+        ratio = sum(w for w, _ in pairs) / sum(h for _, h in pairs)
+        print(f"| {m} | {', '.join(f'{w:.1f}' for w, _ in pairs)} | {', '.join(f'{h:.1f}' for _, h in pairs)} "
+              f"| {ratio:.2f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""The expected time a page shows before a run (runtime.estimate) against the run's wall time, for every
+black-box image method at its CPU defaults on the cat, and the bundled audio model's DAX (training-dominated).
+
+Prints both for each method. Asserts a gross bound (within 2x either way) that survives a busy CI box: the
+figures for a quiet machine, with their command (bench/expected_time.py), are in the README."""
+import pytest
+
+from explainers import explainer_class, list_explainers
+from models import explained_view, load_model
+from runtime.engine import Engine
+from runtime.estimate import expected_seconds
+
+
+def measure(bb, x, method):
+    params = explainer_class(method).defaults("cpu")
+    expected = expected_seconds(bb, method, params, x.shape)
+    snap = Engine(disk_cache=False).run(bb, x, method, params, target=None, seed=0, use_cache=False)
+    assert snap.status == "done"
+    print(f"{bb.name} {method}: expected {expected:.1f} s, took {snap.elapsed:.1f} s "
+          f"({snap.elapsed / expected:.2f})")
+    return expected, snap.elapsed
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", list_explainers(modality="image", white_box=False))
+def test_expected_time_matches_the_run_on_the_cat(effnet, cat_image, method):
+    bb = explained_view(effnet)
+    expected, took = measure(bb, bb.preprocess(cat_image), method)
+    assert 0.5 <= took / expected <= 2.0
+
+
+@pytest.mark.slow
+def test_expected_time_counts_dax_training_on_audio():
+    from pathlib import Path
+    bb = explained_view(load_model("sound_events", device="cpu"))
+    clip = Path(__file__).resolve().parents[2] / "assets" / "audio" / "siren.wav"
+    x = bb.preprocess(*bb.meta["frontend"].load_audio(str(clip)))
+    expected, took = measure(bb, x, "dax")
+    training = explainer_class("dax")(**explainer_class("dax").defaults("cpu")).extra_seconds(
+        tuple(x.shape), bb.device, "audio")
+    assert expected - training < 0.5 * took   # the training is most of the time, and the estimate knows it
+    assert 0.5 <= took / expected <= 2.0
