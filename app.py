@@ -19,7 +19,7 @@ PAGES = [
     ("views/study_designer.py", "Study designer", "🧪", "Human studies"),
     ("views/study_results.py", "Study results", "📊", "Human studies"),
     ("views/study_participant.py", "Participate", "🙋", "Human studies"),
-    ("views/models.py", "Models and cache", "🧰", "About"),
+    ("views/models_cache.py", "Models and cache", "🧰", "About"),
 ]
 
 

@@ -219,6 +219,17 @@ def use_backend(bb: BlackBox, backend: str = "auto", threads: int | None = None)
     return bb
 
 
+def interactive_threads() -> int | None:
+    """ONNX Runtime threads for a model behind the web app: on a machine of up to 4 cores, one core is left to
+    the page and the browser (on 2 cores, a run watched at 2 threads took 1.5x its headless time, at 1 thread
+    1.1x: docs/measurements.md, "Watching a run"); None (measured, as everywhere else) on larger machines or
+    when ``$SALIENCY_THREADS`` says otherwise."""
+    n = os.cpu_count() or 1
+    if os.environ.get("SALIENCY_THREADS") or n > 4:
+        return None
+    return max(1, n - 1)
+
+
 def _threads(n: int) -> str:
     return f"{n} thread{'' if n == 1 else 's'}"
 

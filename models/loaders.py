@@ -27,7 +27,7 @@ class ModelLoadError(RuntimeError):
 def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], labels: Sequence[str] | None = None,
                      *, name: str | None = None, outputs: str = "logits", score_mode: str = "prob",
                      mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225), modality: str = "image",
-                     preprocess=None, device=None, backend: str = "auto") -> BlackBox:
+                     preprocess=None, device=None, backend: str = "auto", threads: int | None = None) -> BlackBox:
     """A TorchScript model saved with ``torch.jit.save``; checked with one forward pass of the declared shape.
 
     ``backend`` as for ``load_model``: on the CPU, ``"auto"`` serves it with ONNX Runtime where it exports,
@@ -63,7 +63,7 @@ def load_torchscript(source: str | Path | bytes, input_shape: Sequence[int], lab
                   score_mode=score_mode,
                   device=device_t, preprocess=preprocess, to_display=to_display, modality=modality,
                   channels_last=False)
-    return use_backend(bb, backend)
+    return use_backend(bb, backend, threads=threads)
 
 
 def _display(input_shape, modality, preprocess, mean, std):

@@ -11,6 +11,7 @@ import inspect
 import streamlit as st
 
 from models import BlackBox, ModelLoadError, list_models, load_onnx, load_torchscript, model_info
+from models.backends import interactive_threads
 from ui.state import current_device, get_model
 
 SOURCES = ("Bundled model", "TorchScript file", "ONNX file", "Remote endpoint (HTTP)")
@@ -19,13 +20,15 @@ SOURCES = ("Bundled model", "TorchScript file", "ONNX file", "Remote endpoint (H
 @st.cache_resource(max_entries=4, show_spinner="Loading the TorchScript model…")
 def _torchscript(sha: str, _raw: bytes, shape: tuple[int, int, int], labels: tuple[str, ...] | None,
                  outputs: str, device: str) -> BlackBox:
-    return load_torchscript(_raw, shape, list(labels) if labels else None, outputs=outputs, device=device)
+    return load_torchscript(_raw, shape, list(labels) if labels else None, outputs=outputs, device=device,
+                            threads=interactive_threads())
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the ONNX model (timing its thread count and batch size)…")
 def _onnx(sha: str, _raw: bytes, shape: tuple[int, int, int], labels: tuple[str, ...] | None,
           outputs: str, device: str) -> BlackBox:
-    return load_onnx(_raw, labels=list(labels) if labels else None, outputs=outputs, open_sizes=shape)
+    return load_onnx(_raw, labels=list(labels) if labels else None, outputs=outputs, open_sizes=shape,
+                     threads=interactive_threads())
 
 
 # per file kind: (label, uploader types, key infix, loader, what the declared size means)

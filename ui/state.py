@@ -6,12 +6,13 @@ import torch
 
 from runtime.engine import Engine, default_engine
 from models import BlackBox, device_name, load_model, pick_device
+from models.backends import interactive_threads
 
 
 @st.cache_resource(show_spinner="Loading the model…")
 def get_model(name: str, device: str | None = None) -> BlackBox:
     """One loaded model per (name, device) for all sessions; explainers use ``bb.view()`` for own counters."""
-    return load_model(name, device=device)
+    return load_model(name, device=device, threads=interactive_threads())
 
 
 @st.cache_resource

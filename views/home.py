@@ -84,7 +84,7 @@ st.page_link("views/lab.py", label="**Convergence lab**: how many queries until 
              "agrees with the true gradient.", icon="📈")
 st.page_link("views/study_designer.py", label="**Human studies**: design a study, collect answers, read the "
              "results.", icon="🧪")
-st.page_link("views/models.py", label="**Models and cache**: which models load here, on which device, and what "
+st.page_link("views/models_cache.py", label="**Models and cache**: which models load here, on which device, and what "
              "is cached.", icon="🧰")
 st.caption("Your own model: in Explore, choose *TorchScript file*, *ONNX file* or *Remote endpoint (HTTP)* under "
            "Model. The guides are in docs/ (start with docs/guide-explore.md).")

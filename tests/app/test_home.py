@@ -68,7 +68,7 @@ def test_compare_and_audio_buttons():
 
 def test_models_and_cache_page_still_opens():
     at = open_app()
-    at.switch_page("views/models.py").run()
+    at.switch_page("views/models_cache.py").run()
     assert not at.exception, at.exception
     assert at.title[0].value == "Models and cache"
     assert "efficientnet_lite0" in at.dataframe[0].value["model"].tolist()

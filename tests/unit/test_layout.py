@@ -124,3 +124,9 @@ def test_packages_import_only_downwards():
            for n, p in mods.items() for m in sorted(imports_of(n, p, set(mods)))
            if layer[m.split(".")[0]] > layer[n.split(".")[0]]]
     assert not bad, "imports against the flow:\n" + "\n".join(bad)
+
+
+def test_no_page_shadows_a_package():
+    """A page runs with views/ on sys.path: a views/models.py would be imported as the ``models`` package."""
+    pages = {p.stem for p in (ROOT / "views").glob("*.py")}
+    assert not pages & set(PACKAGES), f"pages named like packages: {sorted(pages & set(PACKAGES))}"
