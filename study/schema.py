@@ -3,14 +3,20 @@
 A stimulus freezes everything shown to a participant: the input image as displayed (PNG bytes) with its
 sha256, the model, the method with its parameters and seed, and the saliency map itself (float32 .npy
 bytes), so later changes to the engine or its cache never change what was rated.
+
+A study also carries its lifecycle (closed flag, optional deadline and participant cap, see study.lifecycle)
+and its join counter `next_slot`. Text column sizes come from study.validate, which refuses longer values
+before they reach either database.
 """
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from sqlalchemy import (Boolean, CheckConstraint, DateTime, ForeignKey, Integer, LargeBinary, String, Text,
-                        UniqueConstraint)
+                        UniqueConstraint, false, text)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from study.validate import MAX_CODE, MAX_INPUT_NAME, MAX_METHOD, MAX_MODEL, MAX_TITLE
 
 
 def utcnow() -> datetime:
@@ -24,13 +30,19 @@ class Base(DeclarativeBase):
 class Study(Base):
     __tablename__ = "studies"
     id: Mapped[int] = mapped_column(primary_key=True)
-    code: Mapped[str] = mapped_column(String(64), unique=True, index=True)
-    title: Mapped[str] = mapped_column(String(200))
+    code: Mapped[str] = mapped_column(String(MAX_CODE), unique=True, index=True)
+    title: Mapped[str] = mapped_column(String(MAX_TITLE))
     instructions: Mapped[str] = mapped_column(Text, default="")
     question: Mapped[str] = mapped_column(Text)
     ask_comment: Mapped[bool] = mapped_column(Boolean, default=False)
     seed: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # lifecycle (study.lifecycle); added after the first release: db.migrate adds them to older databases
+    closed: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    deadline: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)   # UTC
+    max_participants: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # the join counter: each join takes next_slot and increments it in one UPDATE (atomic on both engines)
+    next_slot: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     stimuli: Mapped[list[Stimulus]] = relationship(back_populates="study", order_by="Stimulus.id")
     trials: Mapped[list[Trial]] = relationship(back_populates="study", order_by="Trial.id")
 
@@ -39,11 +51,11 @@ class Stimulus(Base):
     __tablename__ = "stimuli"
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
-    input_name: Mapped[str] = mapped_column(String(200))
+    input_name: Mapped[str] = mapped_column(String(MAX_INPUT_NAME))
     input_sha256: Mapped[str] = mapped_column(String(64))
     image_png: Mapped[bytes] = mapped_column(LargeBinary)          # the input as displayed (model geometry)
-    model: Mapped[str] = mapped_column(String(200))
-    method: Mapped[str] = mapped_column(String(64))                # never shown to participants
+    model: Mapped[str] = mapped_column(String(MAX_MODEL))
+    method: Mapped[str] = mapped_column(String(MAX_METHOD))                # never shown to participants
     params_json: Mapped[str] = mapped_column(Text, default="{}")
     seed: Mapped[int] = mapped_column(Integer, default=0)
     target: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -72,10 +84,10 @@ class Participant(Base):
     __table_args__ = (UniqueConstraint("study_id", "slot", name="participant_slot"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     study_id: Mapped[int] = mapped_column(ForeignKey("studies.id", ondelete="CASCADE"), index=True)
-    token: Mapped[str] = mapped_column(String(64), unique=True, index=True)
+    token: Mapped[str] = mapped_column(String(MAX_CODE), unique=True, index=True)
     slot: Mapped[int] = mapped_column(Integer)   # 0,1,2... in order of joining: picks the counterbalanced order
     consented_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    answered: Mapped[int] = mapped_column(Integer, default=0)   # kept in the same transaction as each response
+    answered: Mapped[int] = mapped_column(Integer, default=0)   # moved by db.COUNTER_TRIGGER inside each INSERT
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 

@@ -9,13 +9,27 @@ from explainers.registry import explainer_class
 from models import list_models
 from study import StudyError
 from study.design import compute_stimuli
-from ui.study import admin_gate, study_repo
+from study.validate import MAX_INSTRUCTIONS, MAX_PARTICIPANTS, MAX_QUESTION, MAX_TITLE, study_texts
+from ui.study import admin_gate, lifecycle_controls, participant_link, study_repo
 from ui.inputs import EXAMPLES_DIR, example_names
 from ui.params import param_widgets
 from ui.state import current_device, get_engine, get_model
 
 P = "study_designer."
 DEFAULT_QUESTION = "How well does the highlighted region explain the model's decision?"
+
+
+def form_problem(title, question, instructions, inputs, methods, likert, pairwise) -> str | None:
+    """What is wrong with the form before any map is computed (the texts pass study.validate), or None."""
+    try:
+        study_texts(title, question, instructions)
+    except StudyError as e:
+        return str(e)
+    if not inputs or not methods:
+        return "Choose at least one input image and one method."
+    if pairwise and not likert and len(methods) < 2:
+        return "A pairwise-only study needs at least two methods."
+    return None
 
 
 st.title("🧪 Study designer")
@@ -26,13 +40,14 @@ repo = study_repo()
 new_tab, list_tab = st.tabs(["New study", "Studies"])
 
 with new_tab:
-    title = st.text_input("Title", "Which saliency maps convince people?", key=P + "title", max_chars=200)
-    question = st.text_area("Question (rating screens)", DEFAULT_QUESTION, key=P + "question")
+    title = st.text_input("Title", "Which saliency maps convince people?", key=P + "title", max_chars=MAX_TITLE)
+    question = st.text_area("Question (rating screens)", DEFAULT_QUESTION, key=P + "question",
+                            max_chars=MAX_QUESTION)
     instructions = st.text_area(
         "Instructions shown to participants",
         "You will see photos with a coloured map on top: red marks the parts the computer model relied on. "
         "Rate each map, or pick the map that explains better. There are no right or wrong answers.",
-        key=P + "instructions")
+        key=P + "instructions", max_chars=MAX_INSTRUCTIONS)
     examples = example_names()
     inputs = st.multiselect("Input images", examples, default=examples[:2], key=P + "inputs")
     model = st.selectbox("Model", list_models(modality="image"), key=P + "model")
@@ -50,11 +65,12 @@ with new_tab:
     checks = c1.number_input("Attention checks per input (shuffled map, should be rated low)", 0, 3, 1,
                              key=P + "checks")
     seed = c2.number_input("Seed (maps and participant orders)", 0, 2**31 - 1, 0, key=P + "seed")
+    cap = st.number_input("Participant cap (0 = no cap; a deadline and closing are on the Studies tab)", 0,
+                          MAX_PARTICIPANTS, 0, key=P + "cap")
     if st.button("Compute maps and create study", type="primary", key=P + "create"):
-        if not inputs or not methods:
-            st.error("Choose at least one input image and one method.")
-        elif pairwise and not likert and len(methods) < 2:
-            st.error("A pairwise-only study needs at least two methods.")
+        problem = form_problem(title, question, instructions, inputs, methods, likert, pairwise)
+        if problem:
+            st.error(problem)
         else:
             bar = st.progress(0.0, "Computing maps…")
             try:
@@ -65,7 +81,7 @@ with new_tab:
                                         progress=lambda i, n: bar.progress(i / n, f"Map {i} of {n}"))
                 code = repo.create_study(title, specs, question=question, instructions=instructions,
                                          likert=likert, pairwise=pairwise, ask_comment=ask_comment,
-                                         seed=int(seed))
+                                         seed=int(seed), max_participants=int(cap) or None)
                 st.session_state[P + "created"] = code
             except StudyError as e:
                 st.error(str(e))
@@ -75,8 +91,7 @@ with new_tab:
     code = st.session_state.get(P + "created")
     if code:
         st.success(f"Study created: `{code}`. Send participants this link:")
-        base = (st.context.url or "").split("?")[0] if hasattr(st.context, "url") else ""
-        st.code(f"{base}?study={code}")
+        st.code(participant_link(st.context.url, code))
 
 with list_tab:
     studies = repo.list_studies()
@@ -87,5 +102,7 @@ with list_tab:
         code = st.selectbox("Study", [s["code"] for s in studies], key=P + "show",
                             format_func=lambda c: next(f"{s['title']} ({c})" for s in studies if s["code"] == c))
         summary = repo.study_summary(code)
-        st.caption(f"{summary['trials']} trials per participant. Participant link: `?study={code}`")
+        st.caption(f"{summary['trials']} trials per participant. Participant link:")
+        st.code(participant_link(st.context.url, code))
+        lifecycle_controls(repo, code, P)
         st.dataframe(summary["stimuli"], hide_index=True)

@@ -1,7 +1,10 @@
 """Participant page: consent, instructions, one trial per screen with progress; resumes from ?study=CODE&token=...
 
 Each answer is saved at once (one transaction, idempotent per trial). The page only ever reads this
-participant's own next trial: no methods, no other answers, no results, no other studies.
+participant's own next trial: no methods, no other answers, no results, no other studies. A closed, ended or
+full study shows why instead (a participant who already finished still sees their thanks). Every refusal
+(a bad link, a value the repository's validation refuses, a study closed meanwhile) is a StudyError shown with
+st.error, never a traceback.
 """
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import streamlit as st
 from PIL import Image
 
 from study import StudyError
+from study.validate import MAX_COMMENT
 from maps import overlay_image
 from ui.study import study_repo
 
@@ -45,7 +49,17 @@ except StudyError as e:
 
 st.title(info["title"])
 
+
+def closed_page(message: str, *, joined: bool) -> None:
+    st.warning(message, icon=":material/lock:")
+    if joined:
+        st.caption("The answers you gave are saved.")
+    st.stop()
+
+
 if not token:
+    if not info["accepts_joins"]:
+        closed_page(info["message"], joined=False)
     st.subheader("Consent")
     st.markdown("This study asks for your opinion of pictures that explain an image classifier. "
                 "It takes a few minutes. We store only your answers (no name, no e-mail). You may stop at any "
@@ -66,6 +80,8 @@ if not token:
 
 try:
     state = repo.participant_state(code, token)
+    if not state.done and not info["accepts_answers"]:
+        closed_page(info["message"], joined=True)
     if not state.consented:
         repo.consent(code, token)
     trial = repo.next_trial(code, token)
@@ -102,7 +118,7 @@ with st.form(f"{P}trial_{trial.trial_id}", clear_on_submit=False):
         if side is not None:
             # screen side -> stored choice (0: the trial's stimulus a, 1: b); a swapped screen shows b on the left
             choice = (side == "Map B") ^ trial.swapped
-    comment = st.text_input("Comment (optional)", max_chars=2000, key=f"{P}comment_{trial.trial_id}") \
+    comment = st.text_input("Comment (optional)", max_chars=MAX_COMMENT, key=f"{P}comment_{trial.trial_id}") \
         if info["ask_comment"] else ""
     submitted = st.form_submit_button("Submit", type="primary")
 

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from study.analysis import analyse, to_csv
-from ui.study import admin_gate, study_repo
+from ui.study import admin_gate, lifecycle_controls, study_repo
 
 P = "study_results."
 
@@ -23,6 +23,8 @@ if not studies:
     st.stop()
 code = st.selectbox("Study", [s["code"] for s in studies], key=P + "study",
                     format_func=lambda c: next(f"{s['title']} ({c})" for s in studies if s["code"] == c))
+with st.expander(f"Study status: {repo.lifecycle(code).describe()}"):
+    lifecycle_controls(repo, code, P)
 rows = repo.response_rows(code)
 people = repo.participants(code)
 st.caption(f"{len(people)} participants, {sum(p['completed'] for p in people)} completed; {len(rows)} responses.")

@@ -1,9 +1,20 @@
-"""A participant completes a short study in Chromium: consent, rating and choice screens, a reload that
-resumes from the URL token, the thank-you screen; every answer is in the database exactly once."""
+"""The study in Chromium.
+
+- On a freshly started server (nobody has opened `/` yet), the participant link the designer hands out is the
+  first page ever requested: it opens the study (no sidebar, no admin login); the designer shows that same
+  link; closing the study there turns the link into the "closed" page.
+- A participant completes a short study: consent, rating and choice screens, a reload that resumes from the
+  URL token, the thank-you screen; every answer is in the database exactly once.
+"""
+import os
 import re
+import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
+import pytest
 from playwright.sync_api import expect
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -11,6 +22,109 @@ sys.path.insert(0, str(ROOT / "tests" / "study"))
 
 from study import Repository, open_db  # noqa: E402
 from study_helpers import make_specs  # noqa: E402
+
+
+ADMIN_PASSWORD = "e2e-admin-pw"
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def fresh_server(tmp_path):
+    """A `streamlit run app.py` of its own, started for this test only, with a study already in its database;
+    yields (url, repo, code). Nothing is requested from it before the test's first page."""
+    db_url = f"sqlite:///{tmp_path / 'study.db'}"
+    repo = Repository(open_db(db_url))
+    code = repo.create_study("Fresh-server pilot", make_specs(inputs=("chelsea",), methods=("sobol", "rise")),
+                             question="How well does the highlighted region explain the decision?")
+    port = _free_port()
+    env = dict(os.environ, SALIENCY_CACHE_DIR=str(tmp_path / "cache"), STUDY_DB_URL=db_url,
+               STUDY_ADMIN_PASSWORD=ADMIN_PASSWORD, OMP_NUM_THREADS="1", SALIENCY_THREADS="1")
+    python = ROOT / ".venv" / "bin" / "python"
+    log = open(tmp_path / "streamlit.log", "wb")
+    proc = subprocess.Popen([str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
+                             "--server.headless", "true", "--server.port", str(port), "--server.address",
+                             "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:          # the health endpoint only: it runs no page
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
+            time.sleep(0.3)
+        yield url, repo, code
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        repo.engine.dispose()
+
+
+def test_participant_link_works_on_a_fresh_server(browser, fresh_server, wait_for_app):
+    url, repo, code = fresh_server
+    link = f"{url}/study_participant?study={code}"          # what the designer hands out (checked below)
+    participant = browser.new_context(viewport={"width": 1280, "height": 1200})
+    page = participant.new_page()
+    page.goto(link)                                          # the server's very first page
+    wait_for_app(page)
+    expect(page.get_by_role("heading", name="Fresh-server pilot")).to_be_visible(timeout=60_000)
+    expect(page.get_by_text("I have read the above and agree to take part.")).to_be_visible()
+    expect(page.get_by_test_id("stSidebarNav")).to_have_count(0)        # no page list, no raw file names
+    expect(page.get_by_text("Admin password")).to_have_count(0)
+    expect(page.get_by_text("Page not found")).to_have_count(0)         # (made the page inert before)
+    page.get_by_text("I have read the above and agree to take part.").click()
+    wait_for_app(page)
+    page.get_by_role("button", name="Start the study").click()
+    expect(page.get_by_text(re.compile(r"Screen 1 of \d+"))).to_be_visible(timeout=30_000)
+    assert len(repo.participants(code)) == 1
+
+    # the designer shows exactly this link, and closes the study
+    admin = browser.new_context(viewport={"width": 1440, "height": 1700})
+    apage = admin.new_page()
+    apage.goto(f"{url}/study_designer")
+    wait_for_app(apage)
+    apage.get_by_label("Admin password").fill(ADMIN_PASSWORD)
+    apage.get_by_role("button", name="Log in").click()
+    wait_for_app(apage)
+    apage.get_by_role("tab", name="Studies").click()
+    expect(apage.get_by_test_id("stCode").filter(has_text=f"study_participant?study={code}")).to_be_visible(
+        timeout=60_000)
+    shown = apage.get_by_test_id("stCode").filter(has_text=f"study_participant?study={code}").inner_text().strip()
+    assert shown == link
+    apage.get_by_role("button", name="Close the study").click()
+    expect(apage.get_by_role("button", name="Reopen the study")).to_be_visible(timeout=30_000)
+    assert repo.lifecycle(code).state == "closed"
+
+    # a new participant opening the link now sees why they cannot take part
+    late = browser.new_context().new_page()
+    late.goto(link)
+    wait_for_app(late)
+    expect(late.get_by_text("This study is closed and no longer accepts answers.")).to_be_visible(timeout=60_000)
+    expect(late.get_by_role("button", name="Start the study")).to_have_count(0)
+    late.goto(f"{url}/study_designer?study={code}")        # a link of the earlier designer: the study, not a login
+    wait_for_app(late)
+    expect(late.get_by_text("This study is closed and no longer accepts answers.")).to_be_visible(timeout=60_000)
+    expect(late.get_by_text("Admin password")).to_have_count(0)
+    expect(late.get_by_text("Page not found")).to_have_count(0)
+    for ctx in (participant, admin, late.context):
+        ctx.close()
 
 
 def app_db_url(tmp_path_factory) -> str:
@@ -62,7 +176,7 @@ def test_participant_completes_a_study(page, app_url, wait_for_app, tmp_path_fac
     # the admin sees it on the results page (password from the app_url fixture)
     page.goto(f"{app_url}/study_results")
     wait_for_app(page)
-    page.get_by_label("Admin password").fill("test-admin")
+    page.get_by_label("Admin password").fill("test-admin")      # tests/e2e/conftest.py: 10 characters, valid
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_text(f"1 participants, 1 completed; {total} responses.")).to_be_visible(timeout=60_000)
     expect(page.get_by_role("button", name="Download all raw responses (CSV)")).to_be_enabled()
