@@ -92,7 +92,9 @@ _COUNT_UPDATE = """UPDATE participants SET answered = answered + 1,
                    THEN {now} ELSE completed_at END
   WHERE id = NEW.participant_id;"""
 _TRIGGER_DDL = {
-    "sqlite": [f"CREATE TRIGGER IF NOT EXISTS {COUNTER_TRIGGER} AFTER INSERT ON responses BEGIN "
+    # no IF NOT EXISTS: of several processes adding it at once, exactly one succeeds and the others see the
+    # error, find the trigger there and go on (migrate reports it added once)
+    "sqlite": [f"CREATE TRIGGER {COUNTER_TRIGGER} AFTER INSERT ON responses BEGIN "
                + _COUNT_UPDATE.format(now="strftime('%Y-%m-%d %H:%M:%f', 'now')") + " END"],
     "postgresql": [
         "CREATE OR REPLACE FUNCTION study_response_counts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "

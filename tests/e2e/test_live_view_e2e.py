@@ -27,6 +27,7 @@ def choose_method(page, wait_for_app, title: str) -> None:
     if box.input_value() == title:
         return
     box.click()
+    box.fill(title)                   # typing filters the list: the option is then on screen
     page.get_by_role("option", name=title, exact=True).click()
     expect(box).to_have_value(title)
     wait_for_app(page)
