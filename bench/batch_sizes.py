@@ -4,7 +4,7 @@
     .venv/bin/python bench/batch_sizes.py --model tiny_cnn --reps 5
 
 ``BlackBox`` measures the fastest batch once per model, device and thread count and caches it in
-``.cache/batch_sizes.json`` (delete the file to measure again). This prints what each size costs now, on 64 noisy
+``.cache/tuning.json`` (delete the file to measure again). This prints what each size costs now, on 64 noisy
 copies of the cat photo served through the BlackBox (channels-last on the CPU, as in a run), best of ``--reps``.
 """
 from __future__ import annotations

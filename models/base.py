@@ -7,7 +7,6 @@ into the chunk size that is fastest on its device, and carries the model's prepr
 from __future__ import annotations
 
 import copy
-import json
 import os
 import threading
 from pathlib import Path
@@ -18,7 +17,7 @@ import torch
 
 from maps import normalise
 
-from .tuning import measure_fastest_batch
+from .tuning import fastest
 
 SCORE_MODES = ("prob", "logit", "logprob")
 # The score the app, the benches and the command line explain unless told otherwise. A class's logit is its own
@@ -276,26 +275,13 @@ class BlackBox:
         self._batch_size = int(value) if value else None
 
     def _fastest_batch_size(self) -> int:
-        """Measure once per model and device (cached on disk); callables get a fixed 64."""
+        """Measured once per model, device and backend (``models.tuning``, cached on disk with the backend
+        choice); callables get a fixed 64."""
         if self.module is None or self.input_shape is None:
             return 64
-        key = (f"{self.name}|{self.device}|{torch.__version__}|{torch.get_num_threads()}|cl={self._channels_last}"
-               f"|{self.backend}")
-        path = cache_root() / "batch_sizes.json"
-        try:
-            known = json.loads(path.read_text())
-        except (OSError, ValueError):
-            known = {}
-        if key in known:
-            return int(known[key])
-        best = measure_fastest_batch(self._forward_chunk, self.input_shape, self.device)
-        known[key] = best
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(known, indent=1))
-        except OSError:
-            pass
-        return best
+        forward = {(self.backend, torch.get_num_threads()): self._forward_chunk}
+        key = f"{self.name}|{self.device}|{torch.__version__}|cl={self._channels_last}"
+        return fastest(forward, self.input_shape, self.device, key=key, cache_dir=cache_root()).batch
 
     # ------------------------------------------------------------------ input and display
     def preprocess(self, *raw: Any) -> torch.Tensor:

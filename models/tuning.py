@@ -71,12 +71,6 @@ def pick(per: Mapping[tuple, float]) -> tuple:
     return best
 
 
-def measure_fastest_batch(forward: Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int],
-                          device: torch.device, rounds: int = 3) -> int:
-    """The fastest batch size of one forward (``bench/batch_sizes.py`` prints what each size costs)."""
-    return pick(measure({"forward": forward}, input_shape, device, rounds))[1]
-
-
 @dataclass(frozen=True)
 class Choice:
     backend: str

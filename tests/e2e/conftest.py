@@ -2,6 +2,7 @@
 
 Never `playwright install`: the browser is /usr/bin/chromium (`make system-deps` installs it).
 """
+import contextlib
 import os
 import shutil
 import socket
@@ -10,6 +11,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -40,17 +42,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="session")
-def app_url(tmp_path_factory):
-    """Start `streamlit run app.py` on a free port with a private cache and study DB; yield its URL."""
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} missing: run `make system-deps` (apt-get install chromium)")
-    tmp = tmp_path_factory.mktemp("e2e-app")
+@contextlib.contextmanager
+def running_app(tmp: Path, **env_vars: str) -> Iterator[str]:
+    """`streamlit run app.py` on a free port with a private cache under ``tmp`` and ``env_vars``; yields its URL
+    once the health endpoint answers (which runs no page) and stops the server afterwards."""
     port = _free_port()
-    env = dict(os.environ,
-               SALIENCY_CACHE_DIR=str(tmp / "cache"),
-               STUDY_DB_URL=f"sqlite:///{tmp / 'study.db'}",
-               STUDY_ADMIN_PASSWORD="test-admin")
+    env = dict(os.environ, SALIENCY_CACHE_DIR=str(tmp / "cache"), **env_vars)
     # One torch thread: on an oversubscribed CI box (load >> cores) 2-thread OpenMP regions stall at their
     # barriers and 10 queries took > 150 s in the server; with one thread the same run takes seconds.
     env.setdefault("OMP_NUM_THREADS", "1")
@@ -58,7 +55,7 @@ def app_url(tmp_path_factory):
     # the model's ONNX export, made once for the whole test run (the results cache stays private)
     shared = Path(os.environ["SALIENCY_CACHE_DIR"]) / "onnx"
     if shared.is_dir():
-        shutil.copytree(shared, tmp / "cache" / "onnx")
+        shutil.copytree(shared, tmp / "cache" / "onnx", dirs_exist_ok=True)
     python = ROOT / ".venv" / "bin" / "python"
     cmd = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
            "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
@@ -83,6 +80,22 @@ def app_url(tmp_path_factory):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture(name="running_app")
+def _running_app_fixture():
+    """The `running_app` context manager as a fixture (conftest modules are not importable by name)."""
+    return running_app
+
+
+@pytest.fixture(scope="session")
+def app_url(tmp_path_factory):
+    """The app for the whole session, with a private cache and study DB; yields its URL."""
+    if not Path(CHROMIUM).exists():
+        pytest.skip(f"{CHROMIUM} missing: run `make system-deps` (apt-get install chromium)")
+    tmp = tmp_path_factory.mktemp("e2e-app")
+    with running_app(tmp, STUDY_DB_URL=f"sqlite:///{tmp / 'study.db'}", STUDY_ADMIN_PASSWORD="test-admin") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -6,12 +6,8 @@
 - A participant completes a short study: consent, rating and choice screens, a reload that resumes from the
   URL token, the thank-you screen; every answer is in the database exactly once.
 """
-import os
 import re
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -27,53 +23,18 @@ from study_helpers import make_specs  # noqa: E402
 ADMIN_PASSWORD = "e2e-admin-pw"
 
 
-def _free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
-def fresh_server(tmp_path):
+def fresh_server(tmp_path, running_app):
     """A `streamlit run app.py` of its own, started for this test only, with a study already in its database;
     yields (url, repo, code). Nothing is requested from it before the test's first page."""
     db_url = f"sqlite:///{tmp_path / 'study.db'}"
     repo = Repository(open_db(db_url))
     code = repo.create_study("Fresh-server pilot", make_specs(inputs=("chelsea",), methods=("sobol", "rise")),
                              question="How well does the highlighted region explain the decision?")
-    port = _free_port()
-    env = dict(os.environ, SALIENCY_CACHE_DIR=str(tmp_path / "cache"), STUDY_DB_URL=db_url,
-               STUDY_ADMIN_PASSWORD=ADMIN_PASSWORD, OMP_NUM_THREADS="1", SALIENCY_THREADS="1")
-    python = ROOT / ".venv" / "bin" / "python"
-    log = open(tmp_path / "streamlit.log", "wb")
-    proc = subprocess.Popen([str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
-                             "--server.headless", "true", "--server.port", str(port), "--server.address",
-                             "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:          # the health endpoint only: it runs no page
-            try:
-                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError("streamlit did not start:\n" + (tmp_path / "streamlit.log").read_text()[-3000:])
-            time.sleep(0.3)
-        yield url, repo, code
+        with running_app(tmp_path, STUDY_DB_URL=db_url, STUDY_ADMIN_PASSWORD=ADMIN_PASSWORD) as url:
+            yield url, repo, code
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
         repo.engine.dispose()
 
 
