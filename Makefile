@@ -9,10 +9,12 @@ PYTEST_ARGS ?=
 $(PY):
 	python3 -m venv .venv
 
-# Reinstall only when requirements.txt changed.
-$(STAMP): requirements.txt | $(PY)
+# Reinstall only when requirements.txt or pyproject.toml changed. The project itself goes in editable, with no
+# dependencies of its own (requirements.txt pinned them): .venv/bin/saliency is the console command.
+$(STAMP): requirements.txt pyproject.toml | $(PY)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 run: $(STAMP)

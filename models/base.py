@@ -53,8 +53,12 @@ def device_name(device: torch.device) -> str:
 
 def cache_root() -> Path:
     """Folder of the project's on-disk caches (measured batch sizes, the job results): ``$SALIENCY_CACHE_DIR``,
-    else ``.cache`` at the repository root (tests point the variable at a temporary folder)."""
-    return Path(os.environ.get("SALIENCY_CACHE_DIR", Path(__file__).resolve().parent.parent / ".cache"))
+    else ``.cache`` at the repository root in a checkout, else ``~/.cache/saliency`` where the package is
+    installed (site-packages is no place to write). Tests point the variable at a temporary folder."""
+    if os.environ.get("SALIENCY_CACHE_DIR"):
+        return Path(os.environ["SALIENCY_CACHE_DIR"])
+    root = Path(__file__).resolve().parent.parent
+    return root / ".cache" if (root / "pyproject.toml").exists() else Path.home() / ".cache" / "saliency"
 
 
 class BlackBox:

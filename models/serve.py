@@ -186,9 +186,10 @@ def serve_in_thread(bb: BlackBox, **options: Any) -> ServerThread:
     return ServerThread(create_app(bb, **options), host=host, port=port)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m models.serve", description=__doc__.split("\n\n")[0])
-    ap.add_argument("model", help="a name load_model accepts (e.g. efficientnet_lite0, tiny_cnn, torchvision:resnet18)")
+def main(argv: list[str] | None = None, prog: str = "python -m models.serve") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    ap.add_argument("model", help="a registered model (efficientnet_lite0, tiny_cnn, torchvision:resnet18) or an "
+                                  ".onnx / TorchScript file (models.open)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
     ap.add_argument("--device", default=None, help="cuda / cpu (default: CUDA when present)")
@@ -202,9 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         if not key:
             print(f"error: --api-key-env {args.api_key_env} is set but ${args.api_key_env} is empty", file=sys.stderr)
             return 2
-    from . import load_model
+    from .open import open_model
     import uvicorn
-    bb = load_model(args.model, device=args.device)
+    bb = open_model(args.model, device=args.device)
     app = create_app(bb, api_key=key, max_batch=args.max_batch)
     print(f"serving {bb.name} ({bb.device}) on http://{args.host}:{args.port}/v1/info"
           + (" (API key required)" if key else ""), file=sys.stderr)
