@@ -7,6 +7,7 @@ from . import zoo  # noqa: F401  registers the bundled image models
 from .loaders import ModelLoadError, load_onnx, load_torchscript, load_torchvision
 from .backends import BACKENDS, use_backend
 from .http import HttpBlackBox
+from .chat import ChatBlackBox
 
 try:  # the bundled audio model registers itself when its module is present
     from . import audio  # noqa: F401
@@ -15,4 +16,5 @@ except ImportError:  # pragma: no cover - only while the audio model is being bu
 
 __all__ = ["EXPLAINED_SCORE", "explained_view", "BlackBox", "QueryBudgetExceeded", "cache_root", "device_name", "pick_device", "DecodedImage", "ImageDecodeError",
            "ImageTransform", "decode_image", "ModelInfo", "list_models", "load_model", "model_info",
-           "register_model", "ModelLoadError", "load_onnx", "load_torchscript", "BACKENDS", "use_backend", "load_torchvision", "HttpBlackBox"]
+           "register_model", "ModelLoadError", "load_onnx", "load_torchscript", "BACKENDS", "use_backend", "load_torchvision", "HttpBlackBox",
+           "ChatBlackBox"]

@@ -209,6 +209,9 @@ class Engine:
             if live is not None and use_cache:
                 return live
             hit = self.cached(key) if use_cache else None
+            check = getattr(bb, "check_budget", None)   # a paid API (ChatBlackBox) refuses a run over its cap
+            if hit is None and check is not None:
+                check(budget if max_queries is None else min(budget, max_queries))
             job = Job(self, base)
             self._jobs[job.id] = job
             if hit is not None:

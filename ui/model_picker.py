@@ -1,4 +1,5 @@
-"""Model chooser: a registered model, an uploaded TorchScript or ONNX file, or a remote HTTP endpoint.
+"""Model chooser: a registered model, an uploaded TorchScript or ONNX file, a remote HTTP endpoint, or a
+vision-language model behind an OpenAI-compatible chat API (``ui.chat``).
 
 Loaded models are process-wide (``st.cache_resource``): every session shares one copy, and each job queries
 it through its own ``bb.view()`` counter.
@@ -14,7 +15,7 @@ from models import BlackBox, ModelLoadError, list_models, load_onnx, load_torchs
 from models.backends import interactive_threads
 from ui.state import current_device, get_model
 
-SOURCES = ("Bundled model", "TorchScript file", "ONNX file", "Remote endpoint (HTTP)")
+SOURCES = ("Bundled model", "TorchScript file", "ONNX file", "Remote endpoint (HTTP)", "Vision-language API")
 
 
 @st.cache_resource(max_entries=4, show_spinner="Loading the TorchScript model…")
@@ -85,6 +86,9 @@ def pick_model(key_prefix: str = "explore.", modality: str = "image") -> BlackBo
         return _file_form(key_prefix, source)
     if source == SOURCES[3]:
         return _remote_form(key_prefix)
+    if source == SOURCES[4]:
+        from ui.chat import chat_model_form
+        return chat_model_form(key_prefix)
     names = list_models(modality=modality)
     if not names:
         st.error(f"No {modality} model is registered.")

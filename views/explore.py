@@ -150,7 +150,8 @@ with right:
         else:
             st.plotly_chart(heatmap_figure(display, None, title=f"{inp.name} as {bb.name} sees it"), width="stretch")
             st.caption("Press Run to compute a saliency map; estimates appear as they arrive.")
-    st.markdown("**Top-5 predictions**")
+    # a chat model's classes are its candidate answers (two or more): the table shows all of them
+    st.markdown("**Candidate answers**" if bb.meta.get("chat") else "**Top-5 predictions**")
     st.dataframe(pd.DataFrame([(lab, i, p) for i, lab, p in preds], columns=["class", "index", "probability"]),
                  hide_index=True, column_config={"probability": st.column_config.ProgressColumn(
                      "probability", min_value=0.0, max_value=1.0, format="%.3f")})
