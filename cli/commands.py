@@ -28,6 +28,16 @@ def explain_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", default=None, help="cuda | cpu (default: CUDA when present)")
     ap.add_argument("--input-shape", default=None, help="C,H,W of a TorchScript file's input (default 3,224,224)")
     ap.add_argument("--labels", default=None, help="a text file of class names, one per line, for a model file")
+    chat = ap.add_argument_group("a vision-language chat API (--model is then its base URL, e.g. http://host/v1)")
+    chat.add_argument("--chat-model", default=None, help="the API's model name; turns the chat client on")
+    chat.add_argument("--prompt", default="What is in this image?", help="the question asked about each image")
+    chat.add_argument("--candidates", default=None, help="comma-separated answers to score, e.g. cat,dog,fox")
+    chat.add_argument("--yes-no", action="store_true", help="score P(yes) for a yes/no question instead")
+    chat.add_argument("--samples", type=int, default=None, help="for an API without logprobs: answers per query")
+    chat.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the key")
+    chat.add_argument("--price-in", type=float, default=0.0, help="price per million input tokens")
+    chat.add_argument("--price-out", type=float, default=0.0, help="price per million output tokens")
+    chat.add_argument("--max-cost", type=float, default=None, help="the most the whole batch may spend")
 
 
 def usage_error(message: str) -> None:
@@ -68,6 +78,19 @@ def method_params(methods: list[str], settings: list[str]) -> list[tuple[str, di
     return [(m, params[m]) for m in methods]
 
 
+def chat_options(args: argparse.Namespace) -> dict[str, Any] | None:
+    if not args.chat_model:
+        return None
+    candidates = [c.strip() for c in (args.candidates or "").split(",") if c.strip()]
+    if bool(candidates) == bool(args.yes_no):
+        usage_error("a chat model needs --candidates a,b,... or --yes-no (one of the two)")
+    options = {"model": args.chat_model, "prompt": args.prompt, "api_key_env": args.api_key_env or None,
+               "price_in": args.price_in, "price_out": args.price_out, "max_cost": args.max_cost,
+               "samples": args.samples}
+    options.update({"yes_no": True} if args.yes_no else {"candidates": candidates})
+    return options
+
+
 def build_spec(args: argparse.Namespace):
     from runtime.batch import SCORES, BatchSpec
     methods = [m.strip() for arg in args.method for m in arg.split(",") if m.strip()]
@@ -79,7 +102,8 @@ def build_spec(args: argparse.Namespace):
     return BatchSpec(inputs=list(args.paths), model=args.model, methods=method_params(methods, args.param),
                      out=args.out, target=str(args.target), seed=args.seed, scores=scores, backend=args.backend,
                      threads=args.threads, device=args.device, input_shape=shape, labels_file=args.labels,
-                     engine=args.engine or "local", workers=args.workers, ray_address=args.ray_address)
+                     engine=args.engine or "local", workers=args.workers, ray_address=args.ray_address,
+                     chat=chat_options(args))
 
 
 def _run(spec, args: argparse.Namespace) -> tuple[Any, Any]:

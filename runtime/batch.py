@@ -52,6 +52,9 @@ class BatchSpec:
     engine: str = "local"
     workers: int | None = None
     ray_address: str | None = None
+    # a vision-language chat API at ``model`` (a base URL): ChatBlackBox's keyword arguments (model, prompt,
+    # candidates or yes_no, api_key_env, prices, max_cost, samples); the key itself is never part of a spec
+    chat: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -68,6 +71,9 @@ class BatchSpec:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
     def open_model(self) -> BlackBox:
+        if self.chat:
+            from models import ChatBlackBox
+            return ChatBlackBox(self.model, **self.chat)
         return open_model(self.model, device=self.device, backend=self.backend, threads=self.threads,
                           input_shape=self.input_shape, labels_file=self.labels_file)
 

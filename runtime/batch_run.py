@@ -106,6 +106,17 @@ def _rows(spec: BatchSpec, bb, todo: list[Task], out: Path, stop: threading.Even
         yield run_task(spec, bb, task, out)
 
 
+def check_spending(bb, queries: int) -> None:
+    """A paid API's cap holds for the whole batch: a run that could cost more does not start."""
+    cap = getattr(bb, "max_cost", None)
+    if cap is None or not hasattr(bb, "estimate_cost"):
+        return
+    cost = bb.estimate_cost(queries)
+    if cost > cap + 1e-12:
+        raise ValueError(f"the batch's {queries:,} queries could cost about {cost:.4f}, over the spending cap of "
+                         f"{cap:g}: raise --max-cost, or explain fewer inputs or with a smaller budget")
+
+
 def run_batch(spec: BatchSpec, on_row: Callable[[Progress, dict], None] | None = None, *,
               stop: threading.Event | None = None, on_plan: Callable[[Progress], None] | None = None,
               ) -> tuple[pd.DataFrame, Progress]:
@@ -117,6 +128,7 @@ def run_batch(spec: BatchSpec, on_row: Callable[[Progress, dict], None] | None =
     todo = pending(tasks, out)
     budgets = {t.key: t.budget for t in todo}
     progress = Progress(tasks=len(tasks), skipped=len(tasks) - len(todo), budget=sum(budgets.values()))
+    check_spending(bb, progress.budget)
     write_json(out / RECORD, _record(spec, bb, tasks, "running", progress))
     if on_plan:
         on_plan(progress)
