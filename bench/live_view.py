@@ -3,7 +3,7 @@
     .venv/bin/python bench/live_view.py                       # sobol and lr at CPU defaults on the cat, 2 reps
     .venv/bin/python bench/live_view.py --methods sobol --reps 3
 
-Starts the real app (``streamlit run app.py``, private cache) and drives it with Playwright and Debian's Chromium
+Starts the real app (``cli.app_server.running_app``, private cache) and drives it with Playwright and Debian's Chromium
 (``/usr/bin/chromium``; never ``playwright install``) at 1440 x 900, on the same machine. Per rep and method,
 interleaved: the run watched on Explore (the engine's wall time, as the page's progress line reports it at
 "done"), then the same run headless in this process (``Engine.run``, same model, backend, parameters; another
@@ -16,43 +16,14 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 CHROMIUM = "/usr/bin/chromium"
 TITLES = {"sobol": "Sobol attribution", "lr": "LR gradient estimation"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def start_app(cache: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = dict(os.environ, SALIENCY_CACHE_DIR=str(cache))
-    proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-                             "--server.port", str(port), "--server.address", "127.0.0.1",
-                             "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    return proc, url
-        except OSError:
-            time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError("the app did not start")
 
 
 def idle(page) -> None:
@@ -118,11 +89,11 @@ def main() -> None:
     args = ap.parse_args()
     from playwright.sync_api import sync_playwright
 
+    from cli.app_server import running_app
     cache = Path(tempfile.mkdtemp(prefix="live-view-"))
-    proc, url = start_app(cache)
     os.environ["SALIENCY_CACHE_DIR"] = str(cache)     # the same ONNX export and tuning as the app
     times: dict[str, list[tuple[float, float, float]]] = {m: [] for m in args.methods}
-    try:
+    with running_app(dict(os.environ)) as url:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=["--disable-gpu", "--no-first-run"])
             page = browser.new_page(viewport={"width": 1440, "height": 900})
@@ -138,9 +109,6 @@ def main() -> None:
                     print(f"# {m} rep {rep + 1}: watched {w:.1f} s, headless {h:.1f} s, as a script {s:.1f} s",
                           flush=True)
             browser.close()
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
     print("| method (CPU defaults, cat) | watched on Explore (s) | headless, the app's model (s) | watched / "
           "headless | headless, a script's model (s) |")

@@ -15,7 +15,6 @@ import argparse
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 PROG = "saliency"
 
@@ -51,14 +50,6 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
-def app_command(host: str, port: int) -> list[str]:
-    """The web app as ``make run`` starts it, from wherever the package is installed."""
-    script = Path(__file__).resolve().parents[1] / "app.py"
-    return [sys.executable, "-m", "streamlit", "run", str(script), "--server.headless", "true",
-            "--server.address", host, "--server.port", str(port), "--browser.gatherUsageStats", "false",
-            "--runner.postScriptGC", "false"]
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["serve"]:                 # its own parser, as python -m models.serve has it
@@ -66,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return serve_main(argv[1:], prog=f"{PROG} serve")
     args = parser().parse_args(argv)
     if args.command == "app":
-        return subprocess.call(app_command(args.host, args.port), cwd=Path(__file__).resolve().parents[1])
+        from .app_server import ROOT, app_command
+        return subprocess.call(app_command(args.host, args.port), cwd=ROOT)
     if args.command == "methods":
         from .commands import print_methods
         return print_methods()

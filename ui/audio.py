@@ -187,6 +187,15 @@ def spectrogram_axes(fig: go.Figure, frontend, n_time_ticks: int = 5) -> go.Figu
                      tickvals=y_ticks.tolist(), ticktext=[f"{f / 1000:g}k" if f >= 1000 else f"{f}" for f in hz],
                      showgrid=False, zeroline=False, scaleanchor=None, constrain="domain")
     fig.layout.yaxis.scaleanchor = None
+    for trace in fig.data:            # the map's hover in seconds and hertz, not in cell indices
+        if isinstance(trace, go.Heatmap) and trace.z is not None and trace.hovertemplate:
+            rows, cols = np.shape(trace.z)
+            x = (trace.x0 or 0) + (trace.dx or 1) * np.arange(cols)
+            y = (trace.y0 or 0) + (trace.dy or 1) * np.arange(rows)
+            t = np.interp(x, np.arange(len(times)), times)
+            f = np.interp(y, np.arange(len(centres)), centres)
+            trace.customdata = np.stack(np.broadcast_arrays(t[None, :], f[:, None]), axis=-1)
+            trace.hovertemplate = "%{customdata[0]:.2f} s, %{customdata[1]:.0f} Hz<br>saliency=%{z:.4g}<extra></extra>"
     margin = fig.layout.margin
     fig.update_layout(margin=dict(l=60, b=45, r=max(12, margin.r or 0), t=margin.t if margin.t is not None else 30))
     return fig

@@ -8,7 +8,6 @@ again with ``run_every=None``, the pattern of Streamlit's start-and-stop-fragmen
 from __future__ import annotations
 
 import os
-import time
 from typing import Any, Callable
 
 import streamlit as st
@@ -152,16 +151,6 @@ def history_line(snap: JobSnapshot) -> str:
             label, scale, unit = (spec.label, spec.scale, spec.unit) if spec else (name, 1.0, "")
             parts.append(f"{label} {value * scale:.3g}{' ' + unit if unit else ''}")
     return "Converging: " + " · ".join(parts) + " (charts when the run ends)." if parts else ""
-
-
-def wait_until_started(job: Job, timeout: float = 3.0) -> JobSnapshot:
-    """Block briefly for the first estimate, so the page's first draw after Run already shows a map."""
-    deadline = time.monotonic() + timeout
-    snap = job.snapshot()
-    while snap.saliency is None and not snap.finished and time.monotonic() < deadline:
-        time.sleep(0.05)
-        snap = job.snapshot()
-    return snap
 
 
 def budget_line(bb: BlackBox, method: str, params: dict[str, Any], seed: int, shape) -> bool:

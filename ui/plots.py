@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import textwrap
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -24,6 +25,9 @@ def jpeg_data_uri(rgb: np.ndarray) -> str:
     buf = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buf, format="JPEG", quality=92)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+LEGEND_CHARS = 34      # fits half of Explore's right column at 1440 px (about 270 px), at 11 px
 
 
 def heatmap_figure(background: np.ndarray, saliency: np.ndarray | None, *, opacity: float = 0.5,
@@ -104,7 +108,7 @@ def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, 
             label, scale = (spec.label, spec.scale) if spec else (name, 1.0)
             pts = [(h["queries"], h[name] * scale) for h in history if isinstance(h.get(name), (int, float))]
             fig.add_trace(go.Scatter(x=[q for q, _ in pts], y=[v for _, v in pts], mode="lines",
-                                     name=spec.title() if spec else name,
+                                     name=wrap_legend(spec.title() if spec else name),
                                      hovertemplate=f"%{{x}} queries<br>{label}: %{{y:.4g}} {unit}<extra></extra>"),
                           row=row, col=1)
         # the axis says the unit (the legend says what each line is); without a unit, what the lines are
@@ -113,9 +117,18 @@ def metrics_figure(history: Sequence[dict], names: Sequence[str] | None = None, 
     fig.update_xaxes(title_text="queries", row=rows, col=1)
     cls_title = _method_title(method)
     fig.update_layout(title=f"{cls_title} diagnostics" if cls_title else "Method diagnostics",
-                      height=height + 120 * (rows - 1), margin=dict(l=0, r=0, t=30, b=0),
-                      legend=dict(orientation="h", y=-0.3 if rows == 1 else -0.15), showlegend=True)
+                      height=height + 120 * (rows - 1), margin=dict(l=0, r=8, t=30, b=0),
+                      # one entry per line, wrapped: a long diagnostic name in a horizontal legend ran past
+                      # the half-width column's right edge and was cut off
+                      legend=dict(orientation="h", entrywidth=1, entrywidthmode="fraction", x=0, xanchor="left",
+                                  font=dict(size=11),
+                                  y=-0.3 if rows == 1 else -0.2, yanchor="top"), showlegend=True)
     return fig
+
+
+def wrap_legend(text: str, width: int = LEGEND_CHARS) -> str:
+    """A legend entry broken into lines of at most ``width`` characters (Plotly never wraps legend text)."""
+    return "<br>".join(textwrap.wrap(text, width)) or text
 
 
 def _method_class(method: str | None):

@@ -5,19 +5,16 @@ Never `playwright install`: the browser is /usr/bin/chromium (`make system-deps`
 import contextlib
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from cli import app_server
+
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
-STARTUP_TIMEOUT_S = 90
 
 
 def pytest_collection_modifyitems(config, items):
@@ -28,25 +25,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.e2e)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-            return r.status == 200 and r.read().strip() == b"ok"
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def running_app(tmp: Path, **env_vars: str) -> Iterator[str]:
-    """`streamlit run app.py` on a free port with a private cache under ``tmp`` and ``env_vars``; yields its URL
-    once the health endpoint answers (which runs no page) and stops the server afterwards."""
-    port = _free_port()
+    """The app (``cli.app_server``) with a private cache under ``tmp`` and ``env_vars``; yields its URL."""
     env = dict(os.environ, SALIENCY_CACHE_DIR=str(tmp / "cache"), **env_vars)
     # One torch thread: on an oversubscribed CI box (load >> cores) 2-thread OpenMP regions stall at their
     # barriers and 10 queries took > 150 s in the server; with one thread the same run takes seconds.
@@ -57,29 +38,9 @@ def running_app(tmp: Path, **env_vars: str) -> Iterator[str]:
     if shared.is_dir():
         shutil.copytree(shared, tmp / "cache" / "onnx", dirs_exist_ok=True)
     python = ROOT / ".venv" / "bin" / "python"
-    cmd = [str(python if python.exists() else sys.executable), "-m", "streamlit", "run", "app.py",
-           "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
-           "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"]
-    log = open(tmp / "streamlit.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + STARTUP_TIMEOUT_S
-        while not _healthy(url):
-            if proc.poll() is not None or time.monotonic() > deadline:
-                log.flush()
-                raise RuntimeError(f"streamlit did not start (rc={proc.poll()}):\n"
-                                   + (tmp / "streamlit.log").read_text(errors="replace")[-3000:])
-            time.sleep(0.3)
+    with app_server.running_app(env, log=tmp / "streamlit.log",
+                                python=str(python if python.exists() else sys.executable)) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture(name="running_app")

@@ -147,3 +147,20 @@ def test_apply_mask_identity_and_silence(fe, heldout):
     assert np.abs(keep + drop - w).max() < 1e-4
     pk, pd = fe.mel_power(keep).numpy(), fe.mel_power(drop).numpy()
     assert pk[m > 0].sum() > 5 * pd[m > 0].sum()
+
+
+def test_spectrogram_hover_reads_seconds_and_hertz(fe):
+    """The map's hover on the Audio page names the time and frequency of the cell, not its indices."""
+    from ui.audio import spectrogram_axes
+    from ui.plots import heatmap_figure
+    sal = np.zeros(fe.shape[1:], np.float32)
+    sal[-1, -1] = 1.0                                       # the highest band, the last frame
+    fig = spectrogram_axes(heatmap_figure(sal, sal), fe)
+    trace = next(t for t in fig.data if t.hovertemplate)
+    assert "s," in trace.hovertemplate and "Hz" in trace.hovertemplate and "x=" not in trace.hovertemplate
+    data = np.asarray(trace.customdata)
+    assert data.shape[:2] == np.shape(trace.z)
+    t_first, f_low = data[0, 0]
+    t_last, f_high = data[-1, -1]
+    assert 0 <= t_first < 0.1 and fe.clip_seconds - 0.1 < t_last <= fe.clip_seconds
+    assert f_low < 200 and f_high > 0.8 * fe.band_centres_hz()[-1]

@@ -18,7 +18,7 @@ def test_chart_names_each_diagnostic_with_its_unit_and_the_method():
     history = _history("lr", n_samples=600, block_size=8)
     fig = metrics_figure(history, metric_names(history), method="lr")
     assert fig.layout.title.text == "LR diagnostics"
-    by_name = {t.name: t for t in fig.data}
+    by_name = {t.name.replace("<br>", " "): t for t in fig.data}
     rse = by_name["relative standard error of the gradient estimate (%)"]
     draws = by_name["noise draws per block (draws)"]
     # shown in the declared unit: the fraction the method reports, in percent
@@ -34,7 +34,7 @@ def test_metrics_of_one_unit_share_a_panel():
     history = _history("decam", population=6, generations=4, grid_size=3)
     fig = metrics_figure(history, method="decam")
     assert fig.layout.title.text == "DE-CAM diagnostics"
-    by_name = {t.name: t for t in fig.data}
+    by_name = {t.name.replace("<br>", " "): t for t in fig.data}
     best, mean = by_name["best (fitness)"], by_name["population mean (fitness)"]
     assert best.yaxis == mean.yaxis and fig.layout[best.yaxis.replace("y", "yaxis")].title.text == "fitness"
     assert by_name["population diversity (gene std)"].yaxis != best.yaxis
@@ -56,4 +56,5 @@ def test_every_black_box_method_has_a_titled_chart():
                    for q in (1, 2)]
         fig = metrics_figure(history, method=name)
         assert fig.layout.title.text.endswith(" diagnostics") and fig.layout.title.text != "Method diagnostics"
-        assert {t.name for t in fig.data} == {m.title() for m in specs}
+        assert {t.name.replace("<br>", " ") for t in fig.data} == {m.title() for m in specs}
+        assert all(len(line) <= 34 for t in fig.data for line in t.name.split("<br>"))  # LEGEND_CHARS
