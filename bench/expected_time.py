@@ -1,5 +1,5 @@
 """Expected time shown before a run against the run's wall time, for every black-box image method at its CPU
-defaults on the cat (the bundled model as ``load_model`` gives it, explaining the logit as the app does).
+defaults on the cat (the bundled model as the app loads it, explaining the logit as the app does).
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/expected_time.py            # --methods sobol dax, --audio
 
@@ -19,6 +19,7 @@ sys.path.insert(0, str(ROOT))
 
 from explainers import explainer_class, list_explainers  # noqa: E402
 from models import device_name, explained_view, load_model  # noqa: E402
+from models.backends import interactive_threads  # noqa: E402
 from runtime.engine import Engine  # noqa: E402
 from runtime.estimate import expected_seconds, query_cost  # noqa: E402
 
@@ -35,15 +36,19 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--methods", nargs="*")
     ap.add_argument("--audio", action="store_true", help="the bundled sound model on the siren clip")
+    ap.add_argument("--script", action="store_true",
+                    help="the model as a script loads it (all cores), not as the app does (a core left to the page "
+                         "on machines of up to 4 cores: models.backends.interactive_threads)")
     args = ap.parse_args()
     engine = Engine(disk_cache=False)
+    threads = None if args.script else interactive_threads()
     if args.audio:
-        bb = explained_view(load_model("sound_events", device="cpu"))
+        bb = explained_view(load_model("sound_events", device="cpu", threads=threads))
         x = bb.preprocess(*bb.meta["frontend"].load_audio(str(ROOT / "assets" / "audio" / "siren.wav")))
         modality = "audio"
     else:
         from PIL import Image
-        bb = explained_view(load_model("efficientnet_lite0", device="cpu"))
+        bb = explained_view(load_model("efficientnet_lite0", device="cpu", threads=threads))
         x = bb.preprocess(Image.open(ROOT / "assets" / "examples" / "cat.png"))
         modality = "image"
     target = int(bb(x.unsqueeze(0))[0].argmax())
