@@ -36,7 +36,8 @@ class Reporter:
             print(line, file=self.stream, flush=True)
 
     def status(self, progress) -> str:
-        return (f"{progress.skipped + progress.done}/{progress.tasks} tasks, {progress.failed} failed, "
+        return (f"{progress.images_done}/{progress.images} inputs, {progress.skipped + progress.done}/{progress.tasks} "
+                f"tasks, {progress.failed} failed, "
                 f"{progress.rate:,.0f} q/s, ETA {fmt_seconds(progress.eta)}")
 
     def row(self, progress, row: dict[str, Any]) -> None:
@@ -58,7 +59,7 @@ class Reporter:
 
     def finish(self, progress, table, out: Path) -> None:
         failed = int((table["status"] != "done").sum()) if len(table) else 0
-        summary = {"event": "summary", "tasks": progress.tasks, "done": len(table) - failed, "failed": failed,
+        summary = {"event": "summary", "inputs": progress.images, "tasks": progress.tasks, "done": len(table) - failed, "failed": failed,
                    "ran_now": progress.done, "skipped": progress.skipped, "queries": progress.queries,
                    "seconds": round(progress.elapsed, 2), "out": str(out)}
         if self.as_json:

@@ -31,10 +31,17 @@ class Progress:
     skipped: int                    # done by an earlier, interrupted run
     budget: int                     # queries the tasks left to do will make at most
     done: int = 0                   # tasks finished in this run (failed ones included)
-    failed: int = 0
+    failed: int = 0                 # failed tasks of the whole run, an earlier interrupted one's included
     queries: int = 0
     budget_done: int = 0
     started: float = field(default_factory=time.perf_counter)
+    left: dict[int, int] = field(default_factory=dict)      # input index -> its tasks not finished yet
+    images: int = 0                                          # inputs in the run
+
+    @property
+    def images_done(self) -> int:
+        """Inputs whose every method has finished (before or in this run)."""
+        return self.images - sum(1 for n in self.left.values() if n > 0)
 
     @property
     def elapsed(self) -> float:
@@ -57,6 +64,8 @@ class Progress:
         self.failed += row["status"] != "done"
         self.queries += int(row.get("queries") or 0)
         self.budget_done += budget
+        if row.get("index") in self.left:
+            self.left[row["index"]] -= 1
 
 
 def _table_value(v: Any) -> Any:
@@ -127,7 +136,13 @@ def run_batch(spec: BatchSpec, on_row: Callable[[Progress, dict], None] | None =
     tasks = plan(spec, bb)
     todo = pending(tasks, out)
     budgets = {t.key: t.budget for t in todo}
-    progress = Progress(tasks=len(tasks), skipped=len(tasks) - len(todo), budget=sum(budgets.values()))
+    progress = Progress(tasks=len(tasks), skipped=len(tasks) - len(todo), budget=sum(budgets.values()),
+                        images=len({t.index for t in tasks}))
+    for t in todo:
+        progress.left[t.index] = progress.left.get(t.index, 0) + 1
+    pending_keys = {t.key for t in todo}
+    progress.failed = sum(json.loads(row_path(out, t.key).read_text()).get("status") != "done"
+                          for t in tasks if t.key not in pending_keys)    # failures of the earlier run count too
     check_spending(bb, progress.budget)
     write_json(out / RECORD, _record(spec, bb, tasks, "running", progress))
     if on_plan:

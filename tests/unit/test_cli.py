@@ -156,3 +156,34 @@ def test_killed_run_resumes_with_nothing_lost_or_doubled(folder, whole_run, tmp_
     assert a.keys() == b.keys() and len(a) == 12
     for k in a:
         np.testing.assert_array_equal(a[k], b[k])
+
+
+def _wait_for(url: str, proc: subprocess.Popen, timeout: float = 120) -> bytes:
+    import urllib.request
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        assert proc.poll() is None, proc.stderr.read()
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return r.read()
+        except OSError:
+            time.sleep(0.3)
+    raise AssertionError(f"{url} did not answer")
+
+
+@pytest.mark.parametrize("command, path", [(["serve", "tiny_cnn"], "/v1/info"), (["app"], "/_stcore/health")])
+def test_serve_and_app_subcommands_start_their_servers(command, path, tmp_path):
+    from cli.app_server import free_port
+    port = free_port()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "SALIENCY_CACHE_DIR": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "cli", *command, "--port", str(port)], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        body = _wait_for(f"http://127.0.0.1:{port}{path}", proc)
+        if command[0] == "serve":
+            assert json.loads(body)["input_shape"] == [3, 32, 32]
+        else:
+            assert body.strip() == b"ok"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
