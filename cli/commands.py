@@ -28,6 +28,8 @@ def explain_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--device", default=None, help="cuda | cpu (default: CUDA when present)")
     ap.add_argument("--input-shape", default=None, help="C,H,W of a TorchScript file's input (default 3,224,224)")
     ap.add_argument("--labels", default=None, help="a text file of class names, one per line, for a model file")
+    ap.add_argument("--rate-limit", type=float, default=None,
+                    help="requests per second to a model server or chat API, for the whole run (Ray splits it)")
     chat = ap.add_argument_group("a vision-language chat API (--model is then its base URL, e.g. http://host/v1)")
     chat.add_argument("--chat-model", default=None, help="the API's model name; turns the chat client on")
     chat.add_argument("--prompt", default="What is in this image?", help="the question asked about each image")
@@ -103,7 +105,7 @@ def build_spec(args: argparse.Namespace):
                      out=args.out, target=str(args.target), seed=args.seed, scores=scores, backend=args.backend,
                      threads=args.threads, device=args.device, input_shape=shape, labels_file=args.labels,
                      engine=args.engine or "local", workers=args.workers, ray_address=args.ray_address,
-                     chat=chat_options(args))
+                     chat=chat_options(args), rate_limit=args.rate_limit)
 
 
 def _run(spec, args: argparse.Namespace) -> tuple[Any, Any]:

@@ -23,7 +23,7 @@ def _add_run_options(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", required=True, help="output folder (created; a run started again resumes in it)")
     ap.add_argument("--engine", choices=("local", "ray"), default=None,
                     help="local (this process) or ray (Ray Data actors; default local)")
-    ap.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per GPU, or per 2 CPUs)")
+    ap.add_argument("--workers", type=int, default=None, help="Ray actors (default: one per GPU, else one per CPU; 4 for a model server)")
     ap.add_argument("--ray-address", default=None, help="join this Ray cluster (default: start a local one)")
     ap.add_argument("--retry-failed", action="store_true", help="explain again the inputs that failed before")
     ap.add_argument("--quiet", "-q", action="store_true", help="print nothing but errors")

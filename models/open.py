@@ -31,14 +31,16 @@ def _labels_from(path: str | None) -> list[str] | None:
 
 
 def open_model(spec: str, *, device=None, backend: str = "auto", threads: int | None = None,
-               input_shape: Sequence[int] | None = None, labels_file: str | None = None) -> BlackBox:
-    """The black box ``spec`` names (module docstring); ``ModelLoadError`` with the reason when it cannot open."""
+               input_shape: Sequence[int] | None = None, labels_file: str | None = None,
+               rate_limit: float | None = None) -> BlackBox:
+    """The black box ``spec`` names (module docstring); ``ModelLoadError`` with the reason when it cannot open.
+    ``rate_limit``: requests per second to a model server (None: as fast as it answers)."""
     from .registry import list_models, load_model
     spec = spec.strip()
     labels = _labels_from(labels_file)
     if spec.startswith(("http://", "https://")):
         from .http import HttpBlackBox
-        return HttpBlackBox(spec, device=device)
+        return HttpBlackBox(spec, device=device, rate_limit=rate_limit)
     suffix = Path(spec).suffix.lower()
     if suffix == ".onnx" or suffix in TORCHSCRIPT_SUFFIXES:
         if not Path(spec).is_file():

@@ -55,6 +55,7 @@ class BatchSpec:
     # a vision-language chat API at ``model`` (a base URL): ChatBlackBox's keyword arguments (model, prompt,
     # candidates or yes_no, api_key_env, prices, max_cost, samples); the key itself is never part of a spec
     chat: dict[str, Any] | None = None
+    rate_limit: float | None = None        # requests per second to a model server or chat API, for the whole run
 
     def to_json(self) -> dict[str, Any]:
         d = asdict(self)
@@ -70,12 +71,14 @@ class BatchSpec:
             d["input_shape"] = tuple(d["input_shape"])
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
-    def open_model(self) -> BlackBox:
+    def open_model(self, share: int = 1) -> BlackBox:
+        """The run's model; ``share``: how many workers split the run's rate limit (each gets its part)."""
+        rate = self.rate_limit / share if self.rate_limit else None
         if self.chat:
             from models import ChatBlackBox
-            return ChatBlackBox(self.model, **self.chat)
+            return ChatBlackBox(self.model, **self.chat, rate_limit=rate)
         return open_model(self.model, device=self.device, backend=self.backend, threads=self.threads,
-                          input_shape=self.input_shape, labels_file=self.labels_file)
+                          input_shape=self.input_shape, labels_file=self.labels_file, rate_limit=rate)
 
 
 @dataclass

@@ -3,7 +3,8 @@
 Each actor opens the model from the spec's string once (``models.open``) and runs ``batch_task.run_task`` on one
 task at a time, so it writes exactly what the local engine writes. Actors take one GPU each where the cluster
 has GPUs, else ``CPUS_PER_WORKER`` CPUs; a model behind HTTP gets ``REMOTE_WORKERS`` actors (its server's rate
-limit, not the cluster, bounds it), unless ``--workers`` says otherwise. A killed actor is restarted and its
+limit, not the cluster, bounds it), unless ``--workers`` says otherwise, and each actor takes an equal part of
+the run's ``--rate-limit``, so the cluster as a whole keeps to it. A killed actor is restarted and its
 task retried (Ray Data's default for actor pools: ``max_restarts=-1``, ``max_task_retries=-1``); rows are files
 keyed by task, so a retry rewrites the same row and nothing is counted twice. A task's own errors never kill
 its actor: ``run_task`` turns them into failed rows.
@@ -30,11 +31,11 @@ REMOTE_WORKERS = 4
 class TaskWorker:
     """One Ray actor: a model opened once, then one task per call."""
 
-    def __init__(self, spec: dict[str, Any], out: str, threads: int | None):
+    def __init__(self, spec: dict[str, Any], out: str, threads: int | None, share: int):
         self.spec = BatchSpec.from_json(spec)
         self.spec.threads = self.spec.threads or threads    # a CPU actor uses the cores Ray gave it, no more
         self.out = Path(out)
-        self.bb = self.spec.open_model()
+        self.bb = self.spec.open_model(share)              # its part of a remote model's rate limit
         self.busy = self.out / RUNNING / f"{os.getpid()}.json"
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, list[str]]:
@@ -93,7 +94,7 @@ def run_on_ray(spec: BatchSpec, todo: list[Task], out: Path) -> Iterator[dict[st
         ds = ray.data.from_items([{"task": json.dumps(asdict(t))} for t in todo], override_num_blocks=len(todo))
         threads = None if "num_gpus" in each else CPUS_PER_WORKER
         rows = ds.map_batches(TaskWorker, fn_constructor_kwargs={"spec": spec.to_json(), "out": str(out),
-                                                                 "threads": threads},
+                                                                 "threads": threads, "share": size},
                               batch_size=1, compute=ray.data.ActorPoolStrategy(
                                   size=size, max_tasks_in_flight_per_actor=1), **each)
         for row in rows.iter_rows():

@@ -187,3 +187,21 @@ def test_serve_and_app_subcommands_start_their_servers(command, path, tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_model_server_batch_keeps_to_the_rate_limit(tmp_path, tiny):
+    """A model behind HTTP explained from the command line: the maps come back and the run keeps to --rate-limit."""
+    from models.serve import ServerThread, create_app
+    app = create_app(tiny, max_batch=8)                       # 8 inputs per request: many requests
+    with ServerThread(app) as srv:
+        out = tmp_path / "run"
+        r = cli("explain", str(EXAMPLES / "cat.png"), "--model", srv.url, "--method", "rise", "--param",
+                "n_masks=48", "--rate-limit", "10", "--out", str(out))
+        assert r.returncode == 0, r.stderr
+        requests = app.state.stats["requests"]
+    table = pd.read_parquet(out / "results.parquet")
+    assert table["status"].tolist() == ["done"] and table["queries"].iloc[0] == 49
+    assert table["model"].iloc[0].startswith("remote:") or srv.url.split("//")[1] in table["model"].iloc[0]
+    # 49 queries in requests of at most 8: at 10 requests a second the task itself takes (requests - 1) / 10 s
+    # at least (the tiny model answers them all in a few hundredths without the limit)
+    assert requests >= 7 and table["seconds"].iloc[0] >= (requests - 1) / 10 * 0.9, (requests, table["seconds"])
