@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 
 PROG = "saliency"
@@ -58,7 +57,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.command == "app":
         from .app_server import ROOT, app_command
-        return subprocess.call(app_command(args.host, args.port), cwd=ROOT)
+        os.chdir(ROOT)                        # .streamlit/config.toml beside app.py applies
+        cmd = app_command(args.host, args.port)
+        os.execv(cmd[0], cmd)                 # streamlit becomes this process: a signal to it stops the app
     if args.command == "methods":
         from .commands import print_methods
         return print_methods()
