@@ -14,6 +14,7 @@ PAGES = [
     ("views/home.py", "Home", "🏠", "Start"),
     ("views/explore.py", "Explore", "🔍", "Explain"),
     ("views/compare.py", "Compare", "⚖️", "Explain"),
+    ("views/dataset.py", "Dataset", "🗂️", "Explain"),
     ("views/audio.py", "Audio", "🔊", "Explain"),
     ("views/lab.py", "Convergence lab", "📈", "Learn"),
     ("views/study_designer.py", "Study designer", "🧪", "Human studies"),

@@ -72,20 +72,22 @@ def _table_value(v: Any) -> Any:
     return json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v
 
 
-def read_rows(out: Path, tasks: list[Task]) -> pd.DataFrame:
-    """One row per task of this run, in the run's order (rows of other runs in the same folder are left out)."""
+def results_table(out: Path, tasks: list[Task]) -> pd.DataFrame:
+    """One row per finished task of this run, in the run's order (rows of other runs in the same folder are left
+    out): what results.parquet holds, readable while the run goes on."""
     rows = []
     for t in tasks:
         p = row_path(out, t.key)
         if p.exists():
             rows.append({k: _table_value(v) for k, v in json.loads(p.read_text()).items()})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if "target" in table:
+        table["target"] = table["target"].astype("Int64")      # a failed row has none: not a float column
+    return table
 
 
 def write_table(out: Path, tasks: list[Task]) -> pd.DataFrame:
-    table = read_rows(out, tasks)
-    if "target" in table:
-        table["target"] = table["target"].astype("Int64")      # a failed row has none: not a float column
+    table = results_table(out, tasks)
     for name, write in (("results.parquet", lambda p: table.to_parquet(p, index=False)),
                         ("results.csv", lambda p: table.to_csv(p, index=False))):
         tmp = out / f".{name}.{uuid.uuid4().hex}.tmp"
@@ -128,11 +130,12 @@ def check_spending(bb, queries: int) -> None:
 
 def run_batch(spec: BatchSpec, on_row: Callable[[Progress, dict], None] | None = None, *,
               stop: threading.Event | None = None, on_plan: Callable[[Progress], None] | None = None,
-              ) -> tuple[pd.DataFrame, Progress]:
-    """Run (or resume) ``spec``; the results table of every task of the run, and the progress of this one."""
+              bb=None) -> tuple[pd.DataFrame, Progress]:
+    """Run (or resume) ``spec``; the results table of every task of the run, and the progress of this one.
+    ``bb``: the spec's model already open (the web app's shared copy); by default the spec opens it."""
     out = Path(spec.out)
     out.mkdir(parents=True, exist_ok=True)
-    bb = spec.open_model()
+    bb = bb if bb is not None else spec.open_model()
     tasks = plan(spec, bb)
     todo = pending(tasks, out)
     budgets = {t.key: t.budget for t in todo}

@@ -78,6 +78,8 @@ st.page_link(EXPLORE, label="**Explore**: one input, one model, one method; tune
              icon="🔍")
 st.page_link(COMPARE, label="**Compare**: 2 to 6 methods or settings on one input, scored against controls.",
              icon="⚖️")
+st.page_link("views/dataset.py", label="**Dataset**: every image of a ZIP or a folder, several methods, each map "
+             "scored; a gallery sortable by score; resumable (the `saliency explain` command's run).", icon="🗂️")
 st.page_link(AUDIO, label="**Audio**: explain a sound classifier on its spectrogram and listen to the result.",
              icon="🔊")
 st.page_link("views/lab.py", label="**Convergence lab**: how many queries until a query-only gradient estimate "
@@ -86,5 +88,6 @@ st.page_link("views/study_designer.py", label="**Human studies**: design a study
              "results.", icon="🧪")
 st.page_link("views/models_cache.py", label="**Models and cache**: which models load here, on which device, and what "
              "is cached.", icon="🧰")
-st.caption("Your own model: in Explore, choose *TorchScript file*, *ONNX file* or *Remote endpoint (HTTP)* under "
+st.caption("Your own model: in Explore, choose *TorchScript file*, *ONNX file*, *Remote endpoint (HTTP)* or "
+           "*Vision-language API* under "
            "Model. The guides are in docs/ (start with docs/guide-explore.md).")
