@@ -112,3 +112,17 @@ def wait_for_app(page, timeout: float = 60_000):
 def _wait_for_app_fixture():
     """The `wait_for_app` helper as a fixture (conftest modules are not importable by name)."""
     return wait_for_app
+
+
+def slider_key(page, label: str, key: str) -> None:
+    """Move the slider labelled ``label`` by a key press: Home / End put it at its lowest / highest value (the
+    keyboard, not the mouse: a drag lands wherever the layout put the track)."""
+    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
+    thumb.focus()
+    thumb.press(key)
+    wait_for_app(page)
+
+
+@pytest.fixture(name="slider_key")
+def _slider_key_fixture():
+    return slider_key

@@ -20,15 +20,7 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1440, "height": 1100}, "accept_downloads": True}
 
 
-def slider_key(page, label: str, key: str, wait_for_app) -> None:
-    """Keyboard, not mouse: Home / End put a Streamlit slider at its lowest / highest value."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
-    thumb.focus()
-    thumb.press(key)
-    wait_for_app(page)
-
-
-def test_compare_two_methods_and_export(page, app_url, wait_for_app, tmp_path):
+def test_compare_two_methods_and_export(page, app_url, wait_for_app, slider_key, tmp_path):
     page.goto(f"{app_url}/compare")
     wait_for_app(page, timeout=120_000)
     expect(page.get_by_role("heading", name="Compare methods")).to_be_visible(timeout=120_000)
@@ -44,10 +36,10 @@ def test_compare_two_methods_and_export(page, app_url, wait_for_app, tmp_path):
     wait_for_app(page)
     page.get_by_text("parameters").nth(0).click()
     page.get_by_text("parameters").nth(1).click()
-    slider_key(page, "patch", "End", wait_for_app)       # one 224 px patch: 1 + 1 queries
-    slider_key(page, "stride", "End", wait_for_app)
-    slider_key(page, "grid size", "Home", wait_for_app)  # Sobol 2 x 2, 4 designs (the minimum): 20 queries
-    slider_key(page, "nb design", "Home", wait_for_app)
+    slider_key(page, "patch", "End")       # one 224 px patch: 1 + 1 queries
+    slider_key(page, "stride", "End")
+    slider_key(page, "grid size", "Home")  # Sobol 2 x 2, 4 designs (the minimum): 20 queries
+    slider_key(page, "nb design", "Home")
     expect(page.get_by_text("20 queries ·")).to_be_visible()
     page.get_by_text("µ-fidelity").click()               # off: keeps the test short (unit tests cover it)
     wait_for_app(page)

@@ -19,15 +19,7 @@ def browser_context_args(browser_context_args):
     return {**browser_context_args, "viewport": {"width": 1440, "height": 1400}, "accept_downloads": True}
 
 
-def slider_key(page, label: str, key: str, wait_for_app) -> None:
-    """Keyboard, not mouse: Home puts a Streamlit slider at its lowest value."""
-    thumb = page.get_by_test_id("stSlider").filter(has_text=label).get_by_role("slider")
-    thumb.focus()
-    thumb.press(key)
-    wait_for_app(page)
-
-
-def test_dataset_zip_run_gallery_and_download(page, app_url, wait_for_app, tmp_path):
+def test_dataset_zip_run_gallery_and_download(page, app_url, wait_for_app, slider_key, tmp_path):
     photos = tmp_path / "photos.zip"
     with zipfile.ZipFile(photos, "w") as z:
         for name in ("cat.png", "coffee.png"):
@@ -43,8 +35,8 @@ def test_dataset_zip_run_gallery_and_download(page, app_url, wait_for_app, tmp_p
 
     # Sobol (the default method) on a 2 x 2 grid with 4 designs: 4 x (4 + 1) + 1 = 21 queries per image
     page.get_by_text("Sobol attribution: parameters").click()
-    slider_key(page, "grid size", "Home", wait_for_app)
-    slider_key(page, "nb design", "Home", wait_for_app)
+    slider_key(page, "grid size", "Home")
+    slider_key(page, "nb design", "Home")
     expect(page.get_by_text(re.compile(r"42 queries for the explanations \+ 132 for the scores"))).to_be_visible(
         timeout=30_000)
     expect(page.get_by_text(re.compile(r"Expected ≈"))).to_be_visible()
