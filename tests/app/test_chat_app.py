@@ -95,3 +95,35 @@ def test_explore_runs_through_the_vision_language_api(server, key_env):
     assert not at.exception and not at.error, [e.value for e in at.error]
     assert any("20 / 20 queries" in (p.proto.text or "") for p in at.get("progress"))
     assert KEY not in shown_text(at)
+
+
+def test_compare_runs_and_scores_through_the_vision_language_api(server, key_env):
+    """Compare with the chat source: two methods explained and scored through the API, the key never shown."""
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
+    at.run()
+    for name, value in {"model_source": "Vision-language API", "chat.url": server.url + "/v1",
+                        "chat.key_env": key_env, "chat.image_size": 32, "chat.price_in": 2.5, "chat.cap": 1.0}.items():
+        at.session_state[f"compare.{name}"] = value
+    at.switch_page("views/compare.py").run()
+    assert not at.exception and not at.error, shown_text(at)
+    at.number_input(key="compare.n").set_value(2).run()
+    for i, method in enumerate(("sobol", "rise")):
+        at.selectbox(key=f"compare.{i}.method").set_value(method).run()
+        at.slider(key=f"compare.{i}.{method}.grid_size").set_value(2)
+    at.select_slider(key="compare.0.sobol.nb_design").set_value(4)
+    at.select_slider(key="compare.1.rise.n_masks").set_value(20)      # a log-scale slider: 20 is one of its steps
+    at.checkbox(key="compare.mu").uncheck().run()
+    stats = server.server.config.app.state.stats
+    before = stats["requests"]
+    at.button(key="compare.run").click().run()
+    deadline = time.monotonic() + 120
+    while not at.download_button:
+        assert not at.exception and time.monotonic() < deadline, shown_text(at)
+        time.sleep(0.3)
+        at.run()
+    assert not at.error, [e.value for e in at.error]
+    table = at.dataframe[0].value
+    assert {"sobol", "rise"} <= {str(r).split(" ")[0] for r in table.iloc[:, 0]}
+    # 20 + 20 explanation queries, the top class and 5 maps x 66 score queries go through the API, less the
+    # perturbed images the answer cache has seen already (the curves' shared end points, say)
+    assert 200 < stats["requests"] - before <= 41 + 5 * 66 and KEY not in shown_text(at)
