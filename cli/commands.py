@@ -55,7 +55,7 @@ def _value(text: str) -> Any:
         return text
 
 
-def method_params(methods: list[str], settings: list[str]) -> list[tuple[str, dict[str, Any]]]:
+def share_params(methods: list[str], settings: list[str]) -> list[tuple[str, dict[str, Any]]]:
     """``--param`` settings shared out to the methods; an unknown method or parameter is a usage error."""
     from explainers import list_explainers
     from explainers.registry import explainer_class
@@ -101,7 +101,7 @@ def build_spec(args: argparse.Namespace):
     if bad:
         usage_error(f"unknown score(s) {bad}; choose from {', '.join(SCORES)}")
     shape = tuple(int(v) for v in args.input_shape.split(",")) if args.input_shape else None
-    return BatchSpec(inputs=list(args.paths), model=args.model, methods=method_params(methods, args.param),
+    return BatchSpec(inputs=list(args.paths), model=args.model, methods=share_params(methods, args.param),
                      out=args.out, target=str(args.target), seed=args.seed, scores=scores, backend=args.backend,
                      threads=args.threads, device=args.device, input_shape=shape, labels_file=args.labels,
                      engine=args.engine or "local", workers=args.workers, ray_address=args.ray_address,

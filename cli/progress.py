@@ -6,16 +6,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from runtime.estimate import fmt_seconds
+
 
 def dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, default=str, sort_keys=True)
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "?"
-    s = int(round(s))
-    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
 class Reporter:

@@ -115,10 +115,8 @@ def resolve_target(text: str | int | None, labels: list[str]) -> int | None:
 
 
 def method_params(name: str, given: dict[str, Any], device) -> dict[str, Any]:
-    """The app's defaults for ``device`` (a CPU run is kept short), then what the user set; checked here."""
-    params = {**explainer_class(name).defaults(device), **given}
-    get_explainer(name, **params)           # unknown or out-of-range parameters raise before any work
-    return params
+    """The app's defaults for ``device`` (a CPU run is kept short), then what the user set."""
+    return {**explainer_class(name).defaults(device), **given}
 
 
 def _file_sha(path: str) -> tuple[str, str | None]:
@@ -132,7 +130,8 @@ def plan(spec: BatchSpec, bb: BlackBox, items: list[Item] | None = None) -> list
     """Every task of the run in order (item, then method), keys included."""
     items = expand_inputs(spec.inputs) if items is None else items
     run_target = resolve_target(spec.target, bb.labels)     # a bad --target fails the run before any work
-    methods = [(m, method_params(m, p, bb.device)) for m, p in spec.methods]
+    explainers = [get_explainer(m, seed=spec.seed, **method_params(m, p, bb.device)) for m, p in spec.methods]
+    budgets = [e.query_budget(tuple(bb.input_shape)) for e in explainers]
     model_id = explained_view(bb).id                    # the model as the methods query it, as the app keys it
     tasks = []
     for i, item in enumerate(items):
@@ -141,12 +140,10 @@ def plan(spec: BatchSpec, bb: BlackBox, items: list[Item] | None = None) -> list
             target = resolve_target(item.target, bb.labels) if item.target is not None else run_target
         except ValueError as e:
             target, error = None, error or str(e)
-        for name, params in methods:
-            e = get_explainer(name, seed=spec.seed, **params)
-            key = Engine.cache_key(sha, model_id, name, dict(e.config), spec.seed, target, e.version)
-            budget = e.query_budget(tuple(bb.input_shape)) + (1 if target is None else 0)
-            tasks.append(Task(i, item.path, sha, name, dict(e.config), target, key, budget, item.box, item.mask,
-                              error))
+        for e, budget in zip(explainers, budgets):
+            key = Engine.cache_key(sha, model_id, e.name, dict(e.config), spec.seed, target, e.version)
+            tasks.append(Task(i, item.path, sha, e.name, dict(e.config), target, key,
+                              budget + (1 if target is None else 0), item.box, item.mask, error))
     return tasks
 
 

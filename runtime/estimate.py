@@ -23,6 +23,15 @@ _COSTS: dict[tuple, float] = {}
 _LOCK = threading.Lock()
 
 
+def fmt_seconds(s: float | None) -> str:
+    """A duration as the pages and the command line show it ("…" while it is not known)."""
+    if s is None:
+        return "…"
+    if s < 60:
+        return f"{s:.1f} s"
+    return f"{int(s // 60)} min {int(s % 60):02d} s"
+
+
 def query_cost(bb: BlackBox) -> float:
     """Seconds per query of ``bb`` where it runs: 64 inputs (or more, whole batches of its tuned size) timed
     twice after a warm-up, the faster kept; measured once per model, device and backend in this process. NaN for a remote model (its

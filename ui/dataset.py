@@ -29,12 +29,13 @@ import streamlit as st
 from evaluation.metrics import STEPS
 from models import BlackBox, cache_root
 from models.backends import interactive_threads
-from runtime.batch import SCORES, BatchSpec, Task, plan, row_path
+from runtime.batch import SCORES, BatchSpec, Task, pending, plan
 from runtime.batch_inputs import IMAGE_SUFFIXES, ManifestError, read_manifest
 from runtime.batch_run import RECORD, Progress, results_table, run_batch
 from runtime.batch_task import reason
 from runtime.estimate import expected_seconds, query_cost
-from ui.jobs import POLL_S, fmt_seconds, plural
+from runtime.estimate import fmt_seconds
+from ui.jobs import POLL_S, plural
 
 MAX_FILES = 2_000                     # members of an uploaded ZIP
 MAX_BYTES = 2_000_000_000             # their uncompressed size (a "ZIP bomb" is refused before anything is written)
@@ -273,12 +274,12 @@ def cached_plan(spec_json: str, _bb: BlackBox) -> list[Task]:
 
 
 def done_count(tasks: list[Task], out: Path) -> int:
-    return sum(row_path(out, t.key).exists() for t in tasks)
+    return len(tasks) - len(pending(tasks, out))
 
 
 def budget_text(tasks: list[Task], out: Path, bb: BlackBox, scores: tuple[str, ...], seed: int) -> str:
     """The line before Run: maps, queries (the explanations' and the scores'), the expected time here."""
-    todo = [t for t in tasks if not row_path(out, t.key).exists()]
+    todo = pending(tasks, out)
     images = len({t.index for t in tasks})
     per_map = len([s for s in scores if s in CURVE_SCORES]) * (STEPS + 1)
     explain_q = sum(t.budget for t in tasks)

@@ -16,7 +16,7 @@ import torch
 from explainers.base import STOP_WINDOW
 from explainers.registry import explainer_class
 from runtime.engine import Job, JobSnapshot
-from runtime.estimate import expected_seconds, query_cost
+from runtime.estimate import expected_seconds, fmt_seconds, query_cost
 from models import BlackBox
 from ui.plots import convergence_figure, metric_names, metric_specs, metrics_figure
 from ui.state import get_engine
@@ -73,14 +73,6 @@ def stop_job(slot: str) -> None:
 
 def clear_job(slot: str) -> None:
     st.session_state.pop(_slot_key(slot), None)
-
-
-def fmt_seconds(s: float | None) -> str:
-    if s is None:
-        return "…"
-    if s < 60:
-        return f"{s:.1f} s"
-    return f"{int(s // 60)} min {int(s % 60):02d} s"
 
 
 def plural(n: int, one: str, many: str) -> str:

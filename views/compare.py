@@ -22,7 +22,8 @@ from evaluation.report import CONTROLS, Comparison, add_controls, export_zip, ru
 from runtime.estimate import expected_seconds, query_cost
 from ui.compare_plots import correlation_figure, curves_figure, grid_figure
 from ui.inputs import image_input
-from ui.jobs import POLL_S, fmt_seconds, plural, progress_text
+from runtime.estimate import fmt_seconds
+from ui.jobs import POLL_S, plural, progress_text
 from ui.model_picker import pick_model
 from ui.params import param_widgets
 from ui.state import get_engine

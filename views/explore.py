@@ -15,7 +15,8 @@ from explainers import list_explainers
 from models import EXPLAINED_SCORE, explained_view
 from explainers.registry import explainer_class
 from ui.inputs import image_input
-from ui.jobs import (budget_line, changed_since_run, draw_history, draw_progress, fmt_seconds, live_view, request,
+from runtime.estimate import fmt_seconds
+from ui.jobs import (budget_line, changed_since_run, draw_history, draw_progress, live_view, request,
                      run_controls, stop_control)
 from ui.live import live_map
 from ui.model_picker import pick_model

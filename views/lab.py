@@ -21,7 +21,8 @@ from evaluation.lab import (EXTENT, gradient_methods, grid, lr_toy_gradient, mea
                              toy_grad)
 from runtime.estimate import query_cost  # noqa: E402
 from runtime.lab_run import LabRun  # noqa: E402
-from ui.jobs import fmt_seconds, plural  # noqa: E402
+from runtime.estimate import fmt_seconds  # noqa: E402
+from ui.jobs import plural  # noqa: E402
 from ui.state import current_device, get_model  # noqa: E402
 
 P = "lab."

@@ -64,15 +64,21 @@ def test_form_cost_line_and_key_never_shown(server, key_env):
     assert KEY not in text
 
 
-def test_explore_runs_through_the_vision_language_api(server, key_env):
+def open_page_on_the_api(server, key_env: str, page: str, cap: float) -> AppTest:
+    """``views/<page>.py`` with the Vision-language API source filled in before the page first runs (the bundled
+    model is never loaded, no 401 from a missing key)."""
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
     at.run()
-    # the form's values before the page first runs: the bundled model is never loaded, no 401 from a missing key
     for name, value in {"model_source": "Vision-language API", "chat.url": server.url + "/v1",
-                        "chat.key_env": key_env, "chat.image_size": 32, "chat.price_in": 2.5, "chat.cap": 0.01}.items():
-        at.session_state[f"explore.{name}"] = value
-    at.switch_page("views/explore.py").run()
+                        "chat.key_env": key_env, "chat.image_size": 32, "chat.price_in": 2.5, "chat.cap": cap}.items():
+        at.session_state[f"{page}.{name}"] = value
+    at.switch_page(f"views/{page}.py").run()
     assert not at.exception and not at.error, shown_text(at)
+    return at
+
+
+def test_explore_runs_through_the_vision_language_api(server, key_env):
+    at = open_page_on_the_api(server, key_env, "explore", cap=0.01)
     assert "Candidate answers" in shown_text(at)
     table = at.dataframe[0].value
     assert sorted(table["class"]) == ["car", "cat", "dog"] and abs(table["probability"].sum() - 1) < 1e-5
@@ -99,13 +105,7 @@ def test_explore_runs_through_the_vision_language_api(server, key_env):
 
 def test_compare_runs_and_scores_through_the_vision_language_api(server, key_env):
     """Compare with the chat source: two methods explained and scored through the API, the key never shown."""
-    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=180)
-    at.run()
-    for name, value in {"model_source": "Vision-language API", "chat.url": server.url + "/v1",
-                        "chat.key_env": key_env, "chat.image_size": 32, "chat.price_in": 2.5, "chat.cap": 1.0}.items():
-        at.session_state[f"compare.{name}"] = value
-    at.switch_page("views/compare.py").run()
-    assert not at.exception and not at.error, shown_text(at)
+    at = open_page_on_the_api(server, key_env, "compare", cap=1.0)
     at.number_input(key="compare.n").set_value(2).run()
     for i, method in enumerate(("sobol", "rise")):
         at.selectbox(key=f"compare.{i}.method").set_value(method).run()

@@ -30,12 +30,12 @@ def test_ray_engine_equals_local_and_survives_a_killed_worker(effnet, tmp_path, 
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / "broken.jpg").write_bytes(b"\xff\xd8 truncated")
 
-    from cli.commands import build_spec, explain_options      # the local engine, in this process
+    from cli.commands import build_spec                       # the local engine, in this process
     from cli.main import parser
     from runtime.batch_run import run_batch
     args = parser().parse_args(["explain", str(folder), *ARGS, "--out", str(tmp_path / "local")])
     local, _ = run_batch(build_spec(args))
-    assert explain_options and len(local) == 10
+    assert len(local) == 10
 
     out = tmp_path / "ray"
     proc = subprocess.Popen([sys.executable, "-m", "cli", "explain", str(folder), *ARGS, "--engine", "ray",
